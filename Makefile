@@ -1,0 +1,34 @@
+# The two commands of the README: `make book` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PROFILE ?= sample
+
+.PHONY: book test batch html venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 or newer, or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: $(PYTHON) is older than 3.11: run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+## Run the profile's grid with papermill (finished runs are skipped), then build the book.
+book: batch html
+
+batch: $(STAMP)
+	$(BIN)/python -m tkdlib batch --profile $(PROFILE)
+
+html: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+## The whole test suite (pytest exits 5 when it collects nothing: that fails too).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf _build book/generated

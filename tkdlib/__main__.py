@@ -1,0 +1,29 @@
+"""Command line: ``python -m tkdlib batch --profile sample``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tkdlib.profile import available_profiles
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tkdlib", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    batch = commands.add_parser("batch", help="run a profile's grid with papermill, then its results notebook")
+    batch.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
+    batch.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
+    batch.add_argument("--data-root", default=None, help="folder holding the datasets (default: $TKD_DATA)")
+    batch.add_argument("--only", default=None, help="run only cells whose label contains this glob")
+    batch.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done")
+    args = parser.parse_args(argv)
+
+    from tkdlib.batch import run_batch
+
+    failures = run_batch(args.profile, args.out_dir, args.data_root, args.only, args.dry_run)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

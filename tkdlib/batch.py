@@ -1,0 +1,135 @@
+"""The batch runner: expand a profile's grid and execute one notebook per cell with papermill.
+
+Each cell runs ``notebooks/experiment.ipynb`` into ``<out_dir>/<config hash>/experiment.ipynb``;
+a cell whose record exists is skipped, so a batch that was stopped resumes where it was. After
+the cells, ``notebooks/results.ipynb`` is executed into ``book/generated/<profile>/`` for the book.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from tkdlib.io import atomic_write
+from tkdlib.experiment import Config, load_record, run_dir
+from tkdlib.profile import Profile, load_profile
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO_ROOT / "notebooks"
+GENERATED = REPO_ROOT / "book" / "generated"
+# Config fields that the experiment notebook takes as parameters of their own; others go in `overrides`.
+NOTEBOOK_FIELDS = ("dataset", "arch", "teacher_arch", "method", "sparsity", "seed")
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: Config
+    directory: Path
+
+    @property
+    def done(self) -> bool:
+        return load_record(self.directory) is not None
+
+    def label(self) -> str:
+        return f"{self.config.dataset} {self.config.arch} {self.config.method} s={self.config.sparsity} seed={self.config.seed}"
+
+
+def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None = None) -> list[Cell]:
+    """The grid's cells, optionally filtered by a glob `only` on their label."""
+    root = Path(out_dir or profile.out_dir)
+    found = [Cell(config, run_dir(config, root)) for config in profile.configs()]
+    return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
+
+
+def notebook_parameters(profile: Profile, config: Config, out_dir: Path, data_root: str | None) -> dict[str, Any]:
+    """Papermill parameters that make the experiment notebook run exactly `config`."""
+    values = config.to_dict()
+    base = profile.config().to_dict()
+    overrides = {k: v for k, v in values.items() if k not in NOTEBOOK_FIELDS and v != base[k]}
+    return {
+        **{name: values[name] for name in NOTEBOOK_FIELDS},
+        "profile": profile.reference,
+        "overrides": overrides,
+        "data_root": data_root,
+        "out_dir": str(out_dir),
+    }
+
+
+def execute(notebook: str, output: Path, parameters: dict[str, Any]) -> None:
+    """Execute `notebooks/<notebook>` with papermill into `output`."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(
+            str(NOTEBOOKS / notebook), str(output), parameters=parameters, progress_bar=False, cwd=str(REPO_ROOT)
+        )
+    finally:
+        if output.is_file():
+            _fold_injected_parameters(output)
+
+
+def _fold_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``hide-cell`` so the book shows it folded."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    with atomic_write(path, "w") as handle:
+        nbformat.write(notebook, handle)
+
+
+def run_batch(
+    profile_name: str | Path,
+    out_dir: str | Path | None = None,
+    data_root: str | None = None,
+    only: str | None = None,
+    dry_run: bool = False,
+    book_dir: Path = GENERATED,
+) -> int:
+    """Run every missing cell of a profile, then the results notebook; returns the number of failures."""
+    profile = load_profile(profile_name)
+    root = Path(out_dir or profile.out_dir).resolve()
+    todo = cells(profile, root, only)
+    if dry_run:
+        for cell in todo:
+            print(f"{'done' if cell.done else 'todo'}  {cell.directory.name}  {cell.label()}")
+        return 0
+    failures: list[str] = []
+    for cell in tqdm(todo, desc=f"batch {profile.name}", unit="run"):
+        if not cell.done:
+            parameters = notebook_parameters(profile, cell.config, root, data_root)
+            failures += _attempt(cell.label(), "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
+    results = {"profile": profile.reference, "out_dir": str(root)}
+    failures += _attempt("results", "results.ipynb", book_dir / profile.name / "results.ipynb", results)
+    print(summary_table(todo))
+    for failure in failures:
+        print(f"FAILED {failure}")
+    return len(failures)
+
+
+def _attempt(label: str, notebook: str, output: Path, parameters: dict[str, Any]) -> list[str]:
+    """Execute a notebook; on failure return one line saying where to look, instead of raising."""
+    try:
+        execute(notebook, output, parameters)
+    except Exception as error:  # papermill's errors carry the failing cell; the executed notebook keeps it
+        last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        return [f"{label}: {last_line} (see {output})"]
+    return []
+
+
+def summary_table(todo: list[Cell]) -> str:
+    """One line per cell: its label and final accuracy (or 'missing')."""
+    lines = []
+    for cell in todo:
+        record = load_record(cell.directory)
+        result = f"{record['accuracy']['retrained']:.3f}" if record else "missing"
+        lines.append(f"{cell.label():<60} retrained accuracy {result}")
+    return "\n".join(lines)

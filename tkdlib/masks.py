@@ -1,0 +1,198 @@
+"""Which weights are prunable, global one-shot masks, and holding a mask on a model.
+
+Units: *sparsity* is the fraction of prunable weights removed (0.9 = 90 % zeros);
+*density* = 1 − sparsity is the fraction kept. A mask is keyed by parameter name
+(``"layers.0.conv1.weight"``), so it can be saved, loaded and applied without renaming any
+state_dict key; each entry is a bool tensor of the weight's shape, True = kept. The same
+tensor is what ``torch.nn.utils.prune.custom_from_mask(module, "weight", mask)`` takes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tkdlib.io import save_torch, write_json
+
+PRUNABLE_MODULES = (nn.Conv2d, nn.Linear)
+
+
+class LayerCollapseError(ValueError):
+    """A global mask would remove every weight of some layer."""
+
+
+def prunable_parameters(
+    model: nn.Module, prune_first_layer: bool = True, prune_classifier: bool = True
+) -> dict[str, nn.Parameter]:
+    """The weights of conv and linear layers, by parameter name, in registration order.
+
+    Biases and BatchNorm parameters are never prunable. The first layer and the last
+    (classifier) layer can be excluded; by default both are prunable.
+    """
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, PRUNABLE_MODULES)]
+    if not layers:
+        raise ValueError("The model has no Conv2d or Linear layer to prune.")
+    chosen = layers[(0 if prune_first_layer else 1) : (None if prune_classifier else -1)]
+    return {f"{name}.weight" if name else "weight": module.weight for name, module in chosen}
+
+
+def validate_sparsity(sparsity: float) -> None:
+    """Sparsity must be a number in [0, 1)."""
+    if not isinstance(sparsity, (int, float)) or math.isnan(sparsity) or not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity is the fraction of weights removed and must lie in [0, 1), got {sparsity!r}")
+
+
+class Mask(Mapping[str, torch.Tensor]):
+    """Bool tensors keyed by parameter name; True keeps a weight, False removes it."""
+
+    def __init__(self, masks: Mapping[str, torch.Tensor]) -> None:
+        for name, mask in masks.items():
+            if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+                kind = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+                raise TypeError(f"mask {name!r} must be a torch.bool tensor, got {kind}")
+        self._masks = {name: mask.detach() for name, mask in masks.items()}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._masks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._masks)
+
+    def __len__(self) -> int:
+        return len(self._masks)
+
+    @property
+    def total(self) -> int:
+        """Number of prunable weights covered by the mask."""
+        return sum(mask.numel() for mask in self._masks.values())
+
+    @property
+    def kept(self) -> int:
+        """Number of weights kept."""
+        return sum(int(mask.sum()) for mask in self._masks.values())
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of the covered weights removed, in [0, 1]."""
+        return 1.0 - self.kept / self.total
+
+    def layer_report(self) -> list[dict[str, Any]]:
+        """Per layer: name, shape, total weights, kept weights and density (fraction kept)."""
+        return [
+            {
+                "name": name,
+                "shape": list(mask.shape),
+                "total": mask.numel(),
+                "kept": int(mask.sum()),
+                "density": int(mask.sum()) / mask.numel(),
+            }
+            for name, mask in self._masks.items()
+        ]
+
+    def check_fits(self, model: nn.Module) -> None:
+        """Raise `ValueError` unless every key names a parameter of `model` of the same shape."""
+        parameters = dict(model.named_parameters())
+        for name, mask in self._masks.items():
+            if name not in parameters:
+                raise ValueError(f"mask key {name!r} is not a parameter of this model; was the mask made for another architecture?")
+            if parameters[name].shape != mask.shape:
+                raise ValueError(
+                    f"mask {name!r} has shape {tuple(mask.shape)} but the parameter has {tuple(parameters[name].shape)}"
+                )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """A plain dict of bool CPU tensors (what `save` writes)."""
+        return {name: mask.cpu() for name, mask in self._masks.items()}
+
+    def save(self, path: str | Path) -> None:
+        """Write the masks with `torch.save` and, beside them, ``<path>.json`` with the sparsity report."""
+        save_torch(path, self.state_dict())
+        write_json(f"{path}.json", {"sparsity": self.sparsity, "kept": self.kept, "total": self.total, "layers": self.layer_report()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Mask:
+        """Read a mask written by `save` (only tensors are unpickled)."""
+        return cls(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def global_mask(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    exclude: Iterable[str] = (),
+    allow_layer_collapse: bool = False,
+) -> Mask:
+    """Keep the k = round((1 − sparsity) · N) highest-scoring weights over all layers at once.
+
+    scores: importance per weight, keyed by parameter name, each of the weight's shape (any
+    memory format). Names in `exclude` are left out of the ranking and out of the mask (they stay
+    dense and do not count in N). Exactly k weights are kept, ties included (`torch.topk`).
+    Raises `LayerCollapseError` when a layer would keep no weight, unless `allow_layer_collapse`.
+    """
+    validate_sparsity(sparsity)
+    excluded = set(exclude)
+    unknown = excluded - set(scores)
+    if unknown:
+        raise ValueError(f"exclude names parameters without scores: {sorted(unknown)}")
+    ranked = {name: score for name, score in scores.items() if name not in excluded}
+    if not ranked:
+        raise ValueError("No scores left to rank after the exclusions.")
+    flat = torch.cat([score.detach().reshape(-1).float().cpu() for score in ranked.values()])
+    if not torch.isfinite(flat).all():
+        bad = [name for name, score in ranked.items() if not torch.isfinite(score).all()]
+        raise ValueError(f"scores contain NaN or inf in {bad}; the scoring pass diverged.")
+    keep_count = round((1 - sparsity) * flat.numel())
+    keep_flat = torch.zeros(flat.numel(), dtype=torch.bool)
+    keep_flat[torch.topk(flat, keep_count, sorted=False).indices] = True
+    masks: dict[str, torch.Tensor] = {}
+    for (name, score), part in zip(ranked.items(), keep_flat.split([s.numel() for s in ranked.values()])):
+        masks[name] = part.reshape(score.shape).to(score.device)
+    mask = Mask(masks)
+    collapsed = [layer["name"] for layer in mask.layer_report() if layer["kept"] == 0]
+    if collapsed and not allow_layer_collapse:
+        raise LayerCollapseError(
+            f"At sparsity {sparsity} these layers would keep no weight: {collapsed}. "
+            "Lower the sparsity, exclude those layers, or allow layer collapse explicitly."
+        )
+    return mask
+
+
+class HeldMask:
+    """Holds a mask on a model while it trains; keeps pruned weights exactly zero.
+
+    On creation the pruned weights are zeroed; their gradients are zeroed by tensor hooks (so
+    momentum and weight decay never move them); if an optimizer is given, the mask is re-applied
+    after each of its steps as a second guard. State_dict keys and module classes are unchanged.
+    Use as a context manager or call `remove()`.
+    """
+
+    def __init__(self, model: nn.Module, mask: Mask, optimizer: torch.optim.Optimizer | None = None) -> None:
+        mask.check_fits(model)
+        parameters = dict(model.named_parameters())
+        self._pairs = [(parameters[name], mask[name].to(parameters[name].device)) for name in mask]
+        self._handles = [param.register_hook(lambda grad, keep=keep: grad * keep) for param, keep in self._pairs]
+        if optimizer is not None:
+            self._handles.append(optimizer.register_step_post_hook(lambda *_: self.apply()))
+        self.apply()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Set every pruned weight to exactly zero."""
+        for param, keep in self._pairs:
+            param.mul_(keep)
+
+    def remove(self) -> None:
+        """Stop holding the mask (weights keep their current values)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> HeldMask:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

@@ -1,0 +1,66 @@
+"""Profiles: named experiment grids stored as TOML files in ``tkdlib/profiles/``.
+
+A profile file has a ``description``, an ``out_dir`` (where its runs live, relative to the
+working directory), a ``[config]`` table of `Config` fields shared by every cell, and a
+``[grid]`` table of `Config` fields, each a list of values; the grid is their product.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tkdlib.experiment import Config
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+_TOP_LEVEL_KEYS = {"description", "out_dir", "config", "grid"}
+
+
+def available_profiles() -> list[str]:
+    return sorted(path.stem for path in PROFILE_DIR.glob("*.toml"))
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    out_dir: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    path: Path
+
+    @property
+    def reference(self) -> str:
+        """What `load_profile` takes to load this profile again: its name if bundled, else its path."""
+        return self.name if self.path.parent == PROFILE_DIR else str(self.path.resolve())
+
+    def config(self, **overrides: Any) -> Config:
+        """The profile's base config with `overrides` applied; None values leave a field as it is."""
+        return Config.from_dict({**self.base, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def configs(self) -> list[Config]:
+        """Every cell of the grid, in a stable order."""
+        names = list(self.grid)
+        return [self.config(**dict(zip(names, values))) for values in itertools.product(*self.grid.values())]
+
+
+def load_profile(name: str | Path) -> Profile:
+    """Read and validate ``tkdlib/profiles/<name>.toml``, or a profile file given by its path."""
+    path = Path(name) if str(name).endswith(".toml") else PROFILE_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"Unknown profile {str(name)!r}; choose one of {', '.join(available_profiles())} or give a .toml path.")
+    with path.open("rb") as handle:
+        raw = tomllib.load(handle)
+    unknown = set(raw) - _TOP_LEVEL_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_LEVEL_KEYS)}")
+    grid = raw.get("grid", {})
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{path}: grid.{key} must be a non-empty list, got {values!r}")
+    profile = Profile(path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grid, path)
+    profile.configs()  # validates every cell before any work starts
+    return profile

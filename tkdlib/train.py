@@ -1,0 +1,148 @@
+"""Training and evaluation for dense and masked models, with or without a teacher.
+
+An *objective* maps ``(model, x, y)`` to a scalar loss: `cross_entropy` for plain training,
+`Distill` for training under a frozen teacher with the joint loss α · CA-KLD + (1 − α) · CE.
+`fit` runs SGD with Nesterov momentum under a one-cycle (cosine) learning-rate schedule; with a
+`Mask` it holds the mask so pruned weights stay exactly zero.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from tkdlib.losses import DistillationLoss
+from tkdlib.masks import HeldMask, Mask
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """CE(model(x), y): x (B, 3, H, W), y (B,) class indices; a scalar."""
+    return F.cross_entropy(model(x), y)
+
+
+class Distill:
+    """The joint loss against a frozen teacher; the teacher is put in eval mode and never trained."""
+
+    def __init__(self, teacher: nn.Module, loss: DistillationLoss) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.loss = loss
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        return self.loss(model(x), teacher_logits, y)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """SGD settings for one training phase. lr is the peak of the one-cycle schedule."""
+
+    epochs: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be ≥ 0, got {self.epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches) -> float:
+    """Top-1 accuracy in [0, 1] over `batches`, in eval mode (the model's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for x, y in batches:
+            correct += int((model(x).argmax(dim=-1) == y).sum())
+            total += len(y)
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("evaluate got no batches")
+    return correct / total
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Batches,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    description: str = "train",
+    progress: bool = False,
+) -> float:
+    """One pass over `batches`; returns the mean loss. Stops on a non-finite loss, naming the step."""
+    model.train()
+    total_loss, steps = 0.0, 0
+    for step, (x, y) in enumerate(tqdm(batches, desc=description, leave=False, disable=not progress)):
+        loss = objective(model, x, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{description}: the loss is {float(loss)} at batch {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += float(loss.detach())
+        steps += 1
+    return total_loss / max(steps, 1)
+
+
+def fit(
+    model: nn.Module,
+    train_batches: Batches,
+    schedule: Schedule,
+    objective: Objective = cross_entropy,
+    mask: Mask | None = None,
+    eval_batches: Batches | None = None,
+    phase: str = "train",
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Train `model` for `schedule.epochs`; returns one dict per epoch (loss, test accuracy, seconds).
+
+    `train_batches` must be re-iterable (one pass per epoch) and have a length. With `mask`, the
+    pruned weights are zeroed before training and stay exactly zero throughout.
+    """
+    if schedule.epochs == 0:
+        return []
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=schedule.lr,
+        momentum=schedule.momentum,
+        weight_decay=schedule.weight_decay,
+        nesterov=schedule.momentum > 0,
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=schedule.lr,
+        total_steps=schedule.epochs * len(train_batches),  # type: ignore[arg-type]
+        pct_start=schedule.warmup_fraction,
+    )
+    held = HeldMask(model, mask, optimizer) if mask is not None else None
+    history: list[dict[str, Any]] = []
+    try:
+        for epoch in range(schedule.epochs):
+            start = time.perf_counter()
+            description = f"{phase} epoch {epoch + 1}/{schedule.epochs}"
+            loss = train_epoch(model, train_batches, objective, optimizer, scheduler, description, progress)
+            seconds = time.perf_counter() - start
+            accuracy = evaluate(model, eval_batches) if eval_batches is not None else None
+            history.append({"epoch": epoch + 1, "loss": loss, "test_accuracy": accuracy, "seconds": seconds})
+    finally:
+        if held is not None:
+            held.remove()
+    return history
