@@ -80,8 +80,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tkd")
 
 
-def resolve_data_root(root: str | Path | None) -> Path:
-    """The data root: the argument, else ``$TKD_DATA``; a clear error when neither is set."""
+def resolve_data_root(root: str | Path | None, create: bool = False) -> Path:
+    """The data root: the argument, else ``$TKD_DATA``; a clear error when neither is set.
+    With `create` (for downloads) a missing folder is made instead of being an error."""
     chosen = root if root not in (None, "") else os.environ.get(DATA_ROOT_ENV)
     if not chosen:
         raise FileNotFoundError(
@@ -90,6 +91,8 @@ def resolve_data_root(root: str | Path | None) -> Path:
             "or use the bundled dataset 'cifar10-sample'."
         )
     path = Path(chosen).expanduser()
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     if not path.is_dir():
         raise FileNotFoundError(f"Data root {path} does not exist or is not a folder.")
     return path
@@ -103,7 +106,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
         raise ValueError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
     if name == "cifar10-sample":
         return read_jpeg_archive(SAMPLE_ARCHIVE, SAMPLE_SHA256)[split]
-    return _load_cifar10(split, resolve_data_root(root) if not download else Path(root or "."), download)
+    return _load_cifar10(split, resolve_data_root(root, create=download), download)
 
 
 def _load_cifar10(split: str, root: Path, download: bool) -> ImageArrays:

@@ -10,14 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from tkdlib.experiment import RECORD_NAME  # noqa: E402
+from tkdlib.experiment import RECORD_NAME
 
 METHOD_LABELS = {
     "teacher_guided": "teacher-guided (ours)",
@@ -77,8 +74,17 @@ def accuracy_vs_sparsity(records: pd.DataFrame) -> plt.Figure:
     axes.axhline(records["acc_dense"].mean() * 100, color="grey", linestyle="--", label="dense student")
     axes.set(xlabel="sparsity (fraction of prunable weights removed)", ylabel="test accuracy after retraining (%)")
     axes.legend()
+    axes.set_title(data_label(records), fontsize=9)
     figure.tight_layout()
     return figure
+
+
+def data_label(records: pd.DataFrame) -> str:
+    """Which data the runs used, for figure titles; says so when the pixels are the JPEG copy."""
+    label = ", ".join(sorted(records["dataset"].unique()))
+    if records["data"].str.contains("JPEG").any():
+        label += " (JPEG re-encoding of CIFAR-10: exact labels, lossy pixels)"
+    return label
 
 
 def run_summary(record: dict[str, Any]) -> pd.DataFrame:
