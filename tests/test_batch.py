@@ -23,7 +23,7 @@ guide_epochs = 0
 retrain_epochs = 1
 score_batches = 1
 calibration_batches = 1
-[grid]
+[[grid]]
 method = ["teacher_guided", "magnitude"]
 sparsity = [0.8]
 """

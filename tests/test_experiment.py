@@ -116,3 +116,15 @@ def test_bad_profiles_are_rejected(tmp_path):
     bad.write_text('[config]\nlr = "1e-3"\n')
     with pytest.raises(ValueError, match="lr"):
         load_profile(bad)
+
+
+def test_profile_grids_are_a_union_without_duplicates(tmp_path):
+    path = tmp_path / "two.toml"
+    path.write_text(
+        '[config]\nmethod = "teacher_guided"\n'
+        '[[grid]]\nmethod = ["teacher_guided", "magnitude"]\nsparsity = [0.5, 0.9]\n'
+        '[[grid]]\nsparsity = [0.9]\nnormalize_logits = [true, false]\n'
+    )
+    configs = load_profile(path).configs()
+    assert len(configs) == 5  # 4 from the first grid; (0.9, normalize on) repeats, (0.9, off) is new
+    assert sum(not c.normalize_logits for c in configs) == 1

@@ -27,33 +27,40 @@ NOTEBOOK_FIELDS = ("dataset", "arch", "teacher_arch", "method", "sparsity", "see
 
 @dataclass(frozen=True)
 class Cell:
+    """One run of a profile: its config, its folder, and how it differs from the profile's base."""
+
     config: Config
     directory: Path
+    changes: dict[str, Any]
 
     @property
     def done(self) -> bool:
         return load_record(self.directory) is not None
 
     def label(self) -> str:
-        return f"{self.config.dataset} {self.config.arch} {self.config.method} s={self.config.sparsity} seed={self.config.seed}"
+        c = self.config
+        extra = "".join(f" {name}={value}" for name, value in self.changes.items())
+        return f"{c.dataset} {c.arch} {c.method} s={c.sparsity} seed={c.seed}{extra}"
 
 
 def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None = None) -> list[Cell]:
-    """The grid's cells, optionally filtered by a glob `only` on their label."""
+    """The profile's cells, optionally filtered by a glob `only` on their label."""
     root = Path(out_dir or profile.out_dir)
-    found = [Cell(config, run_dir(config, root)) for config in profile.configs()]
+    base = profile.config().to_dict()
+    found = []
+    for config in profile.configs():
+        changes = {k: v for k, v in config.to_dict().items() if k not in NOTEBOOK_FIELDS and v != base[k]}
+        found.append(Cell(config, run_dir(config, root), changes))
     return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
 
 
-def notebook_parameters(profile: Profile, config: Config, out_dir: Path, data_root: str | None) -> dict[str, Any]:
-    """Papermill parameters that make the experiment notebook run exactly `config`."""
-    values = config.to_dict()
-    base = profile.config().to_dict()
-    overrides = {k: v for k, v in values.items() if k not in NOTEBOOK_FIELDS and v != base[k]}
+def notebook_parameters(profile: Profile, cell: Cell, out_dir: Path, data_root: str | None) -> dict[str, Any]:
+    """Papermill parameters that make the experiment notebook run exactly `cell.config`."""
+    values = cell.config.to_dict()
     return {
         **{name: values[name] for name in NOTEBOOK_FIELDS},
         "profile": profile.reference,
-        "overrides": overrides,
+        "overrides": cell.changes,
         "data_root": data_root,
         "out_dir": str(out_dir),
     }
@@ -105,7 +112,7 @@ def run_batch(
     failures: list[str] = []
     for cell in tqdm(todo, desc=f"batch {profile.name}", unit="run"):
         if not cell.done:
-            parameters = notebook_parameters(profile, cell.config, root, data_root)
+            parameters = notebook_parameters(profile, cell, root, data_root)
             failures += _attempt(cell.label(), "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
     results = {"profile": profile.reference, "out_dir": str(root)}
     failures += _attempt("results", "results.ipynb", book_dir / profile.name / "results.ipynb", results)

@@ -1,8 +1,10 @@
 """Profiles: named experiment grids stored as TOML files in ``tkdlib/profiles/``.
 
 A profile file has a ``description``, an ``out_dir`` (where its runs live, relative to the
-working directory), a ``[config]`` table of `Config` fields shared by every cell, and a
-``[grid]`` table of `Config` fields, each a list of values; the grid is their product.
+working directory), a ``[config]`` table of `Config` fields shared by every cell, and one or
+more ``[[grid]]`` tables of `Config` fields, each a list of values. Each grid is the product of
+its lists; the profile's cells are the union of its grids (duplicates once), so a main
+comparison and one-switch ablations live side by side.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class Profile:
     description: str
     out_dir: str
     base: dict[str, Any]
-    grid: dict[str, list[Any]]
+    grids: list[dict[str, list[Any]]]
     path: Path
 
     @property
@@ -42,9 +44,12 @@ class Profile:
         return Config.from_dict({**self.base, **{k: v for k, v in overrides.items() if v is not None}})
 
     def configs(self) -> list[Config]:
-        """Every cell of the grid, in a stable order."""
-        names = list(self.grid)
-        return [self.config(**dict(zip(names, values))) for values in itertools.product(*self.grid.values())]
+        """Every cell of every grid, in file order, each config once."""
+        found: dict[Config, None] = {}
+        for grid in self.grids:
+            for values in itertools.product(*grid.values()):
+                found.setdefault(self.config(**dict(zip(grid, values))))
+        return list(found)
 
 
 def load_profile(name: str | Path) -> Profile:
@@ -57,10 +62,12 @@ def load_profile(name: str | Path) -> Profile:
     unknown = set(raw) - _TOP_LEVEL_KEYS
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_LEVEL_KEYS)}")
-    grid = raw.get("grid", {})
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"{path}: grid.{key} must be a non-empty list, got {values!r}")
-    profile = Profile(path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grid, path)
+    grids = raw.get("grid", [{}])
+    grids = grids if isinstance(grids, list) else [grids]
+    for grid in grids:
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{path}: grid.{key} must be a non-empty list, got {values!r}")
+    profile = Profile(path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grids, path)
     profile.configs()  # validates every cell before any work starts
     return profile
