@@ -2,7 +2,8 @@
 
 Each cell runs ``notebooks/experiment.ipynb`` into ``<out_dir>/<config hash>/experiment.ipynb``;
 a cell whose record exists is skipped, so a batch that was stopped resumes where it was. After
-the cells, ``notebooks/results.ipynb`` is executed into ``book/generated/<profile>/`` for the book.
+the cells, the summary notebooks (`SUMMARY_NOTEBOOKS`) are executed into
+``book/generated/<profile>/`` for the book.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tkdlib.profile import Profile, load_profile
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 GENERATED = REPO_ROOT / "book" / "generated"
+# Notebooks that read a profile's records and become pages of the book, in toc order.
+SUMMARY_NOTEBOOKS = ("results", "ablations", "efficiency", "masks")
 # Config fields that the experiment notebook takes as parameters of their own; others go in `overrides`.
 NOTEBOOK_FIELDS = ("dataset", "arch", "teacher_arch", "method", "sparsity", "seed")
 
@@ -46,11 +49,7 @@ class Cell:
 def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None = None) -> list[Cell]:
     """The profile's cells, optionally filtered by a glob `only` on their label."""
     root = Path(out_dir or profile.out_dir)
-    base = profile.config().to_dict()
-    found = []
-    for config in profile.configs():
-        changes = {k: v for k, v in config.to_dict().items() if k not in NOTEBOOK_FIELDS and v != base[k]}
-        found.append(Cell(config, run_dir(config, root), changes))
+    found = [Cell(config, run_dir(config, root), profile.changes(config)) for config in profile.configs()]
     return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
 
 
@@ -60,7 +59,7 @@ def notebook_parameters(profile: Profile, cell: Cell, out_dir: Path, data_root: 
     return {
         **{name: values[name] for name in NOTEBOOK_FIELDS},
         "profile": profile.reference,
-        "overrides": cell.changes,
+        "overrides": {k: v for k, v in cell.changes.items() if k not in NOTEBOOK_FIELDS},
         "data_root": data_root,
         "out_dir": str(out_dir),
     }
@@ -114,8 +113,9 @@ def run_batch(
         if not cell.done:
             parameters = notebook_parameters(profile, cell, root, data_root)
             failures += _attempt(cell.label(), "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
-    results = {"profile": profile.reference, "out_dir": str(root)}
-    failures += _attempt("results", "results.ipynb", book_dir / profile.name / "results.ipynb", results)
+    summary = {"profile": profile.reference, "out_dir": str(root)}
+    for name in SUMMARY_NOTEBOOKS:
+        failures += _attempt(name, f"{name}.ipynb", book_dir / profile.name / f"{name}.ipynb", summary)
     print(summary_table(todo))
     for failure in failures:
         print(f"FAILED {failure}")

@@ -252,14 +252,20 @@ class TensorLoader:
             yield x.contiguous(memory_format=torch.channels_last), self.labels[index]
 
     def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Random crop after zero padding, then random horizontal flip; (B, 3, H, W) uint8 in and out."""
-        batch, _, height, width = images.shape
-        padded = torch.nn.functional.pad(images, (self.pad,) * 4)
-        top = torch.randint(0, 2 * self.pad + 1, (batch,), generator=generator).to(self.device)
-        left = torch.randint(0, 2 * self.pad + 1, (batch,), generator=generator).to(self.device)
-        rows = (top[:, None] + torch.arange(height, device=self.device))[:, :, None]  # (B, H, 1)
-        cols = (left[:, None] + torch.arange(width, device=self.device))[:, None, :]  # (B, 1, W)
-        batch_index = torch.arange(batch, device=self.device)[:, None, None]
-        cropped = padded.permute(0, 2, 3, 1)[batch_index, rows, cols].permute(0, 3, 1, 2)  # (B, 3, H, W)
-        flip = (torch.rand(batch, generator=generator) < 0.5).to(self.device)
-        return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
+        return random_crop_flip(images, self.pad, generator)
+
+
+def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Per image: a random crop of the image zero-padded by `pad` pixels, then a random
+    horizontal flip. (B, C, H, W) in and out, any dtype and device; `generator` lives on the CPU."""
+    batch, _, height, width = images.shape
+    device = images.device
+    padded = torch.nn.functional.pad(images, (pad,) * 4)
+    top = torch.randint(0, 2 * pad + 1, (batch,), generator=generator).to(device)
+    left = torch.randint(0, 2 * pad + 1, (batch,), generator=generator).to(device)
+    rows = (top[:, None] + torch.arange(height, device=device))[:, :, None]  # (B, H, 1)
+    cols = (left[:, None] + torch.arange(width, device=device))[:, None, :]  # (B, 1, W)
+    batch_index = torch.arange(batch, device=device)[:, None, None]
+    cropped = padded.permute(0, 2, 3, 1)[batch_index, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+    flip = (torch.rand(batch, generator=generator) < 0.5).to(device)
+    return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)

@@ -1,133 +1,44 @@
 """One experiment, end to end: `Config` in, a JSON run record out.
 
-Phases: train the teacher → train the dense student → (teacher-guided method only) fine-tune
-the student under the teacher → score → global one-shot mask → retrain under the fixed mask
-(with KD or CE only) → evaluate. The teacher and the dense student are checkpoints shared by
-every run that needs the same ones (keyed by the config fields they depend on), so a profile
-trains each once. A run lives in ``<out_dir>/<hash of its config>/``; a run whose record exists
-is returned without recomputation. Every file is written atomically.
+Phases: train the teacher → train the dense student → measure γ → run the method's pipeline
+(`tkdlib.pipelines`: e.g. teacher-guided fine-tuning → score → global mask → retrain under the
+fixed mask) → evaluate. The teacher and the dense student are checkpoints shared by every run
+that needs the same ones (keyed by the config fields they depend on), so a profile trains each
+once; they carry the cost of their training, so every record can count it. A run lives in
+``<out_dir>/<hash of its config>/``; a run whose record exists is returned without
+recomputation. Every file is written atomically.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import hashlib
 import itertools
 import json
-import math
 import platform
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from tkdlib import data as datasets
+from tkdlib.compute import ComputeMeter, PhaseCost, forward_flops
+from tkdlib.config import SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
 from tkdlib.io import save_torch, write_json
 from tkdlib.losses import DistillationLoss, measure_gamma
-from tkdlib.masks import Mask, global_mask, prunable_parameters, validate_sparsity
-from tkdlib.models import ARCHITECTURES, build_model
-from tkdlib.scoring import METHODS, ScoringInputs, score
-from tkdlib.train import Distill, Schedule, cross_entropy, evaluate, fit
+from tkdlib.masks import prunable_parameters
+from tkdlib.models import build_model
+from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
+from tkdlib.train import Batches, Distill, Schedule, evaluate, fit
+
+__all__ = ["Config", "RECORD_NAME", "load_record", "run", "run_dir"]
 
 RECORD_NAME = "record.json"
-PHASES = ("teacher", "dense", "calibrate", "guide", "score", "retrain")
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything that determines a run's result. Units: sparsity = fraction of prunable weights
-    removed; epochs are full passes over the training set; lr is the one-cycle peak."""
-
-    dataset: str = "cifar10-sample"
-    arch: str = "resnet20"
-    teacher_arch: str = "resnet56"
-    method: str = "teacher_guided"
-    sparsity: float = 0.9
-    seed: int = 0
-    batch_size: int = 128
-    train_subset: int | None = None  # use only the first n training images (None = all)
-    teacher_epochs: int = 30
-    student_epochs: int = 30
-    lr: float = 0.1  # teacher and dense student
-    guide_epochs: int = 2  # teacher-guided fine-tuning of the dense student before scoring
-    guide_lr: float = 0.01
-    retrain_epochs: int = 10
-    retrain_lr: float = 0.05
-    retrain_with_kd: bool = True  # retrain with the joint loss (True) or CE only (False)
-    weight_decay: float = 5e-4
-    alpha: float = 0.9  # weight of CA-KLD in the joint loss
-    temperature: float = 4.0
-    gamma: float | None = None  # None: measure the teacher's confidence on calibration batches
-    calibration_batches: int = 10
-    normalize_logits: bool = True
-    score_batches: int = 10
-    prune_first_layer: bool = True
-    prune_classifier: bool = True
-    allow_layer_collapse: bool = False
-
-    def __post_init__(self) -> None:
-        _check_choice("dataset", self.dataset, datasets.DATASET_NAMES)
-        _check_choice("arch", self.arch, ARCHITECTURES)
-        _check_choice("teacher_arch", self.teacher_arch, ARCHITECTURES)
-        _check_choice("method", self.method, METHODS)
-        validate_sparsity(self.sparsity)
-        for name in ("teacher_epochs", "student_epochs", "guide_epochs", "retrain_epochs"):
-            _check_int(name, getattr(self, name), minimum=0)
-        for name in ("batch_size", "score_batches", "calibration_batches"):
-            _check_int(name, getattr(self, name), minimum=1)
-        if self.train_subset is not None:
-            _check_int("train_subset", self.train_subset, minimum=self.batch_size)
-        for name in ("lr", "guide_lr", "retrain_lr", "temperature"):
-            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
-        for name, value in (("alpha", self.alpha), ("gamma", 0.0 if self.gamma is None else self.gamma)):
-            if not _is_number(value) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be a number ≥ 0, got {self.weight_decay!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Config:
-        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown config fields {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(cls)]}")
-        return cls(**values)
-
-    def key(self, fields: tuple[str, ...] | None = None) -> str:
-        """Short hash (12 hex digits) of the canonical JSON of `fields` (all fields when None)."""
-        values = self.to_dict()
-        chosen = values if fields is None else {name: values[name] for name in fields}
-        canonical = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-# The config fields each shared checkpoint depends on.
-_DATA_FIELDS = ("dataset", "seed", "batch_size", "train_subset", "weight_decay", "lr")
-TEACHER_FIELDS = _DATA_FIELDS + ("teacher_arch", "teacher_epochs")
-STUDENT_FIELDS = _DATA_FIELDS + ("arch", "student_epochs")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-
-
-def _check_choice(name: str, value: object, choices: Any) -> None:
-    if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(sorted(choices))}.")
+SNAPSHOT_EPOCHS = (0, 1, 2, 3)  # dense-student epochs kept for rewinding (others are recomputed)
 
 
 def run_dir(config: Config, out_dir: str | Path) -> Path:
@@ -145,32 +56,102 @@ def load_record(directory: str | Path) -> dict[str, Any] | None:
     return record if record.get("status") == "finished" else None
 
 
-class _Phases:
-    """Times named phases and keeps their results for the record."""
+class _Data:
+    """The run's data: augmented training batches seeded per phase name, and test batches."""
 
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.history: dict[str, list[dict[str, Any]]] = {}
+    def __init__(self, config: Config, data_root: str | Path | None) -> None:
+        train = datasets.load_dataset(config.dataset, "train", data_root)
+        if config.train_subset is not None:
+            train = dataclasses.replace(train, images=train.images[: config.train_subset], labels=train.labels[: config.train_subset])
+        self.train = train
+        self.test = datasets.load_dataset(config.dataset, "test", data_root)
+        self.config = config
+        self.mean, self.std = datasets.CHANNEL_STATS[config.dataset.removesuffix("-sample")]
+        self.input_shape = (3, *train.images.shape[1:3])
 
-    def timed(self, name: str, work: Callable[[], T]) -> T:
-        start = time.perf_counter()
-        result = work()
-        self.seconds[name] = round(time.perf_counter() - start, 3)
-        return result
+    def _loader(self, arrays: datasets.ImageArrays, name: str) -> datasets.TensorLoader:
+        seed = self.config.seed * 1_000_003 + zlib.crc32(name.encode())
+        return datasets.TensorLoader(arrays, self.config.batch_size, self.mean, self.std, train=True, seed=seed)
+
+    def shuffled(self, name: str) -> Batches:
+        """Augmented training batches whose seed depends on the phase `name` only, so loading a
+        checkpoint instead of training it does not change the batches of later phases."""
+        return self._loader(self.train, name)
+
+    def halves(self, name: str) -> tuple[Batches, Batches]:
+        """Augmented batches of the first and the second half of the training set."""
+        middle = len(self.train) // 2
+        first = dataclasses.replace(self.train, images=self.train.images[:middle], labels=self.train.labels[:middle])
+        second = dataclasses.replace(self.train, images=self.train.images[middle:], labels=self.train.labels[middle:])
+        return self._loader(first, f"{name}/1"), self._loader(second, f"{name}/2")
+
+    def plain_train(self) -> Batches:
+        return datasets.TensorLoader(self.train, self.config.batch_size, self.mean, self.std, train=False)
+
+    def test_batches(self) -> Batches:
+        return datasets.TensorLoader(self.test, 256, self.mean, self.std, train=False)
 
 
-def _shared_model(
-    path: Path, arch: str, num_classes: int, seed: int, train: Callable[[nn.Module], list[dict[str, Any]]]
-) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Load the checkpoint at `path`, or build a model seeded with `seed`, train it and save it."""
-    torch.manual_seed(seed)
-    model = build_model(arch, num_classes).to(memory_format=torch.channels_last)
-    if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model, []
-    history = train(model)
-    save_torch(path, model.state_dict())
-    return model, history
+class _Checkpoints:
+    """Shared checkpoints in ``<out_dir>/checkpoints``: the trained teacher and dense student
+    (state, training cost and history), and early-epoch snapshots of the dense student."""
+
+    def __init__(self, folder: Path, config: Config, data: _Data, progress: bool) -> None:
+        self.folder, self.config, self.data, self.progress = folder, config, data, progress
+        self.student_path = folder / f"student-{config.key(STUDENT_FIELDS)}.pt"
+
+    def build(self, arch: str, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return build_model(arch, self.data.train.num_classes).to(memory_format=torch.channels_last)
+
+    def teacher(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
+        path = self.folder / f"teacher-{self.config.key(TEACHER_FIELDS)}.pt"
+        return self._trained(path, self.config.teacher_arch, self.config.seed, "teacher", self.config.teacher_epochs)
+
+    def student(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
+        return self._trained(self.student_path, self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, SNAPSHOT_EPOCHS)
+
+    def snapshot_path(self, epoch: int) -> Path:
+        return self.student_path.with_name(f"{self.student_path.stem}-epoch{epoch}.pt")
+
+    def dense_state(self, epoch: int) -> dict[str, torch.Tensor]:
+        """The dense student's state after `epoch` epochs of its training (0 = initialization);
+        a snapshot not kept is recomputed by training again (deterministic on the CPU)."""
+        if epoch == self.config.student_epochs:
+            return torch.load(self.student_path, map_location="cpu", weights_only=True)["state_dict"]
+        if not self.snapshot_path(epoch).is_file():
+            self._train(self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, (epoch,))
+        return torch.load(self.snapshot_path(epoch), map_location="cpu", weights_only=True)
+
+    def _trained(
+        self, path: Path, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...] = ()
+    ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
+        if path.is_file():
+            model = self.build(arch, seed)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(saved["state_dict"])
+            return model, PhaseCost(**saved["cost"]), saved["history"]
+        model, cost, history = self._train(arch, seed, phase, epochs, snapshots)
+        save_torch(path, {"state_dict": model.state_dict(), "cost": dataclasses.asdict(cost), "history": history})
+        return model, cost, history
+
+    def _train(
+        self, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...]
+    ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
+        model = self.build(arch, seed)
+
+        def keep_snapshot(epoch: int, trained: nn.Module) -> None:
+            if epoch in snapshots:
+                save_torch(self.snapshot_path(epoch), trained.state_dict())
+
+        keep_snapshot(0, model)
+        meter = ComputeMeter(forward_flops(model, self.data.input_shape))
+        meter.watch(model)
+        schedule = Schedule(epochs, self.config.lr, weight_decay=self.config.weight_decay)
+        with meter.phase(phase) as cost:
+            history = fit(model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=keep_snapshot)
+        meter.remove()
+        return model, cost, history
 
 
 def _weight_sparsity(parameters: dict[str, nn.Parameter]) -> float:
@@ -180,85 +161,54 @@ def _weight_sparsity(parameters: dict[str, nn.Parameter]) -> float:
     return zeros / total
 
 
-def run(
-    config: Config,
-    out_dir: str | Path,
-    data_root: str | Path | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
+def _compute_summary(meter: ComputeMeter, counted: tuple[str, ...]) -> dict[str, Any]:
+    """Per-phase costs, which of them the method pays, and their totals."""
+    phases = meter.as_dict()
+    paid = [phases[name] for name in counted if name in phases]
+    totals = {key: round(sum(cost[key] for cost in paid), 3) for key in ("seconds", "student_forward", "student_backward", "teacher_forward", "flops")}
+    return {"phases": phases, "counted": [name for name in counted if name in phases], "total": totals}
+
+
+def run(config: Config, out_dir: str | Path, data_root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Run `config` (or return its existing record); the record is also written to disk."""
     directory = run_dir(config, out_dir)
     existing = load_record(directory)
     if existing is not None:
         return existing
-    write_json(directory / "config.json", config.to_dict())
-    checkpoints = Path(out_dir) / "checkpoints"
-    phases = _Phases()
     started = time.perf_counter()
+    data = _Data(config, data_root)
+    write_json(directory / "config.json", config.to_dict())
+    checkpoints = _Checkpoints(Path(out_dir) / "checkpoints", config, data, progress)
+    test_batches = data.test_batches()
 
-    train_data = datasets.load_dataset(config.dataset, "train", data_root)
-    test_data = datasets.load_dataset(config.dataset, "test", data_root)
-    if config.train_subset is not None:
-        train_data = dataclasses.replace(
-            train_data, images=train_data.images[: config.train_subset], labels=train_data.labels[: config.train_subset]
-        )
-    mean, std = datasets.CHANNEL_STATS[config.dataset.removesuffix("-sample")]
-
-    def shuffled(phase: str) -> datasets.TensorLoader:
-        """Augmented training batches with their own seed per phase, so loading a checkpoint
-        instead of training it does not change the batches of later phases."""
-        phase_seed = config.seed * 100 + PHASES.index(phase)
-        return datasets.TensorLoader(train_data, config.batch_size, mean, std, train=True, seed=phase_seed)
-
-    train_plain = datasets.TensorLoader(train_data, config.batch_size, mean, std, train=False)
-    test_batches = datasets.TensorLoader(test_data, 256, mean, std, train=False)
-    num_classes = train_data.num_classes
-
-    def dense_schedule(epochs: int) -> Schedule:
-        return Schedule(epochs, config.lr, weight_decay=config.weight_decay)
-
-    teacher, phases.history["teacher"] = phases.timed(
-        "teacher",
-        lambda: _shared_model(
-            checkpoints / f"teacher-{config.key(TEACHER_FIELDS)}.pt", config.teacher_arch, num_classes, config.seed,
-            lambda m: fit(m, shuffled("teacher"), dense_schedule(config.teacher_epochs), phase="teacher", progress=progress),
-        ),
-    )
-    student, phases.history["dense"] = phases.timed(
-        "dense",
-        lambda: _shared_model(
-            checkpoints / f"student-{config.key(STUDENT_FIELDS)}.pt", config.arch, num_classes, config.seed + 1,
-            lambda m: fit(m, shuffled("dense"), dense_schedule(config.student_epochs), phase="dense", progress=progress),
-        ),
-    )
+    student, dense_cost, dense_history = checkpoints.student()
+    if config.teacher_arch == SELF_TEACHER:
+        teacher, teacher_cost, teacher_history = copy.deepcopy(student), PhaseCost(), []
+    else:
+        teacher, teacher_cost, teacher_history = checkpoints.teacher()
     accuracy = {"teacher": evaluate(teacher, test_batches), "dense": evaluate(student, test_batches)}
 
+    meter = ComputeMeter(forward_flops(student, data.input_shape), forward_flops(teacher, data.input_shape))
+    meter.add("teacher", teacher_cost)
+    meter.add("dense", dense_cost)
+    meter.watch(student)
+    meter.watch_teacher(teacher)
     gamma = config.gamma
     if gamma is None:
-        gamma = phases.timed("calibrate", lambda: measure_gamma(teacher, itertools.islice(train_plain, config.calibration_batches)))
+        with meter.phase("calibrate"):
+            gamma = measure_gamma(teacher, itertools.islice(data.plain_train(), config.calibration_batches))
     distill = Distill(teacher, DistillationLoss(config.alpha, config.temperature, gamma, config.normalize_logits))
 
-    if config.method == "teacher_guided":
-        guide = Schedule(config.guide_epochs, config.guide_lr, weight_decay=config.weight_decay)
-        phases.history["guide"] = phases.timed("guide", lambda: fit(student, shuffled("guide"), guide, distill, phase="guide", progress=progress))
-        accuracy["guided"] = evaluate(student, test_batches)
-
-    parameters = prunable_parameters(student, config.prune_first_layer, config.prune_classifier)
-    inputs = ScoringInputs(student, parameters, shuffled("score"), config.score_batches, distill)
-    scores = phases.timed("score", lambda: score(config.method, inputs))
-    mask = global_mask(scores, config.sparsity, allow_layer_collapse=config.allow_layer_collapse)
-    mask.save(directory / "mask.pt")
-    with torch.no_grad():
-        for name, keep in mask.items():
-            parameters[name].mul_(keep)
-    accuracy["pruned"] = evaluate(student, test_batches)
-
-    retrain = Schedule(config.retrain_epochs, config.retrain_lr, weight_decay=config.weight_decay)
-    objective = distill if config.retrain_with_kd else cross_entropy
-    phases.history["retrain"] = phases.timed(
-        "retrain", lambda: fit(student, shuffled("retrain"), retrain, objective, mask=mask, eval_batches=test_batches, phase="retrain", progress=progress)
+    bench = Workbench(
+        config, student, distill, data.shuffled, data.halves, test_batches, meter, data.input_shape,
+        checkpoints.dense_state, lambda: checkpoints.build(config.arch, config.seed + 1), progress,
     )
-    accuracy["retrained"] = evaluate(student, test_batches)
+    outcome = pipeline_for(config.method)(bench)
+    meter.remove()
+    accuracy.update(outcome.accuracy)
+    accuracy["retrained"] = evaluate(outcome.model, test_batches)
+    outcome.mask.save(directory / "mask.pt")
+    parameters = prunable_parameters(outcome.model, config.prune_first_layer, config.prune_classifier)
 
     record = {
         "status": "finished",
@@ -269,14 +219,15 @@ def run(
         "accuracy": accuracy,
         "sparsity": {
             "target": config.sparsity,
-            "mask": mask.sparsity,
+            "mask": outcome.mask.sparsity,
             "weights": _weight_sparsity(parameters),
-            "prunable_weights": mask.total,
-            "layers": mask.layer_report(),
+            "prunable_weights": outcome.mask.total,
+            "layers": outcome.mask.layer_report(),
         },
-        "seconds": {**phases.seconds, "total": round(time.perf_counter() - started, 3)},
-        "history": phases.history,
-        "data": {"train": train_data.source, "train_images": len(train_data), "test_images": len(test_data)},
+        "compute": _compute_summary(meter, counted_phases(config)),
+        "seconds": {"total": round(time.perf_counter() - started, 3)},
+        "history": {"teacher": teacher_history, "dense": dense_history, **outcome.history},
+        "data": {"train": data.train.source, "train_images": len(data.train), "test_images": len(data.test)},
         "environment": {
             "torch": torch.__version__,
             "python": platform.python_version(),

@@ -105,6 +105,14 @@ class Mask(Mapping[str, torch.Tensor]):
                     f"mask {name!r} has shape {tuple(mask.shape)} but the parameter has {tuple(parameters[name].shape)}"
                 )
 
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> None:
+        """Set the pruned weights of `model` to exactly zero (once; see `HeldMask` to keep them there)."""
+        self.check_fits(model)
+        parameters = dict(model.named_parameters())
+        for name, keep in self._masks.items():
+            parameters[name].mul_(keep.to(parameters[name].device))
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """A plain dict of bool CPU tensors (what `save` writes)."""
         return {name: mask.cpu() for name, mask in self._masks.items()}
@@ -176,11 +184,11 @@ class HeldMask:
         self._pairs = [(parameters[name], mask[name].to(parameters[name].device)) for name in mask]
         self._handles = [param.register_hook(lambda grad, keep=keep: grad * keep) for param, keep in self._pairs]
         if optimizer is not None:
-            self._handles.append(optimizer.register_step_post_hook(lambda *_: self.apply()))
-        self.apply()
+            self._handles.append(optimizer.register_step_post_hook(lambda *_: self.reapply()))
+        self.reapply()
 
     @torch.no_grad()
-    def apply(self) -> None:
+    def reapply(self) -> None:
         """Set every pruned weight to exactly zero."""
         for param, keep in self._pairs:
             param.mul_(keep)

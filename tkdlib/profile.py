@@ -19,6 +19,9 @@ from tkdlib.experiment import Config
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 _TOP_LEVEL_KEYS = {"description", "out_dir", "config", "grid"}
+# Fields every comparison varies; any other field that differs from the profile's base makes a
+# cell a *variant* (an ablation).
+COMPARED_FIELDS = ("method", "sparsity", "seed")
 
 
 def available_profiles() -> list[str]:
@@ -42,6 +45,12 @@ class Profile:
     def config(self, **overrides: Any) -> Config:
         """The profile's base config with `overrides` applied; None values leave a field as it is."""
         return Config.from_dict({**self.base, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def changes(self, config: Config) -> dict[str, Any]:
+        """Fields of `config` that differ from the profile's base, other than method, sparsity and
+        seed: empty for the main comparison, the ablation's switches otherwise."""
+        base = self.config().to_dict()
+        return {k: v for k, v in config.to_dict().items() if k not in COMPARED_FIELDS and v != base[k]}
 
     def configs(self) -> list[Config]:
         """Every cell of every grid, in file order, each config once."""

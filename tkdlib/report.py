@@ -1,7 +1,9 @@
 """Run records → pandas tables and seaborn plots for the book.
 
-Accuracies are top-1 on the test split, in [0, 1]; the tables print them in percent.
-Sparsity is the fraction of prunable weights removed.
+Accuracies are top-1 on the test split, in [0, 1] in the frames and in percent in the tables.
+Sparsity is the fraction of prunable weights removed. A record belongs to the *main comparison*
+when its config differs from the profile's base only in method, sparsity and seed; any other
+difference makes it a *variant* (an ablation), named by its `variant` column.
 """
 
 from __future__ import annotations
@@ -14,30 +16,45 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from tkdlib.config import Config
 from tkdlib.experiment import RECORD_NAME
+from tkdlib.profile import Profile
 
 METHOD_LABELS = {
     "teacher_guided": "teacher-guided (ours)",
     "ce_gradient": "CE gradient (no teacher)",
     "magnitude": "magnitude",
+    "random": "random",
+    "snip": "SNIP",
+    "grasp": "GraSP",
+    "synflow": "SynFlow",
+    "imp": "IMP (iterative, rewinding)",
+    "colt": "COLT (our re-implementation)",
+    "epsd": "EPSD (our re-implementation)",
 }
 STAGES = ("teacher", "dense", "guided", "pruned", "retrained")
+OURS = "teacher_guided"
 
 
-def load_records(out_dir: str | Path) -> pd.DataFrame:
-    """One row per finished run under `out_dir`, sorted by method, sparsity and seed."""
+def label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def load_records(out_dir: str | Path, profile: Profile) -> pd.DataFrame:
+    """One row per finished run under `out_dir`, with its `variant` relative to `profile`."""
     rows = []
     for path in sorted(Path(out_dir).glob(f"*/{RECORD_NAME}")):
         record = json.loads(path.read_text())
         if record.get("status") == "finished":
-            rows.append(_row(record))
+            changes = profile.changes(Config.from_dict(record["config"]))
+            rows.append({**_row(record), "variant": ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))})
     if not rows:
         raise FileNotFoundError(f"No finished run records under {out_dir}; run `python -m tkdlib batch` first.")
-    return pd.DataFrame(rows).sort_values(["method", "sparsity", "seed"], ignore_index=True)
+    return pd.DataFrame(rows).sort_values(["variant", "method", "sparsity", "seed"], ignore_index=True)
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
-    config = record["config"]
+    config, compute = record["config"], record["compute"]
     return {
         "run": record["config_hash"],
         "dataset": config["dataset"],
@@ -49,53 +66,147 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "seed": config["seed"],
         **{f"acc_{stage}": record["accuracy"].get(stage) for stage in STAGES},
         "gamma": record["gamma"],
+        "total_flops": compute["total"]["flops"],
+        "total_images": compute["total"]["student_backward"],
+        "total_seconds": compute["total"]["seconds"],
         "seconds": record["seconds"]["total"],
         "data": record["data"]["train"],
         "device": record["environment"]["device"],
     }
 
 
+def main_comparison(records: pd.DataFrame) -> pd.DataFrame:
+    return records[records["variant"] == ""]
+
+
+def data_label(records: pd.DataFrame) -> str:
+    """Which data the runs used, for captions and titles; says so when the pixels are the JPEG copy."""
+    text = ", ".join(sorted(records["dataset"].unique()))
+    if records["data"].str.contains("JPEG").any():
+        text += " (JPEG re-encoding of CIFAR-10: exact labels, lossy pixels)"
+    return text
+
+
 def results_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Mean retrained accuracy (%) per method (rows) and sparsity (columns); seeds averaged."""
-    table = records.pivot_table(index="method", columns="sparsity", values="acc_retrained", aggfunc="mean") * 100
-    table.index = [METHOD_LABELS.get(name, name) for name in table.index]
+    """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds)."""
+    main = main_comparison(records)
+    grouped = main.groupby(["method", "sparsity"])["acc_retrained"]
+    mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
+    cells = mean.map("{:.2f}".format) + [f" ± {s:.2f}" if n > 1 else "" for s, n in zip(std, count)]
+    table = cells.unstack("sparsity")
+    table.index = [label(name) for name in table.index]
     table.columns = [f"{s:.0%} sparse" for s in table.columns]
-    return table.round(2)
+    return table
 
 
 def accuracy_vs_sparsity(records: pd.DataFrame) -> plt.Figure:
-    """Retrained test accuracy against sparsity, one line per method, the dense student dashed."""
-    data = records.assign(
-        method=records["method"].map(lambda name: METHOD_LABELS.get(name, name)),
-        accuracy=records["acc_retrained"] * 100,
-    )
-    figure, axes = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=data, x="sparsity", y="accuracy", hue="method", style="method", markers=True, dashes=False, ax=axes)
-    axes.axhline(records["acc_dense"].mean() * 100, color="grey", linestyle="--", label="dense student")
+    """Retrained test accuracy against sparsity, one line per method (mean over seeds, band =
+    spread), the dense student dashed."""
+    main = main_comparison(records)
+    data = main.assign(method=main["method"].map(label), accuracy=main["acc_retrained"] * 100)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=data, x="sparsity", y="accuracy", hue="method", style="method", markers=True, dashes=False, errorbar=("pi", 100), ax=axes)
+    axes.axhline(main["acc_dense"].mean() * 100, color="grey", linestyle="--", label="dense student")
     axes.set(xlabel="sparsity (fraction of prunable weights removed)", ylabel="test accuracy after retraining (%)")
-    axes.legend()
+    axes.legend(fontsize=8, loc="lower left")
     axes.set_title(data_label(records), fontsize=9)
     figure.tight_layout()
     return figure
 
 
-def data_label(records: pd.DataFrame) -> str:
-    """Which data the runs used, for figure titles; says so when the pixels are the JPEG copy."""
-    label = ", ".join(sorted(records["dataset"].unique()))
-    if records["data"].str.contains("JPEG").any():
-        label += " (JPEG re-encoding of CIFAR-10: exact labels, lossy pixels)"
-    return label
+def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Each variant beside the main-comparison run of the same method and sparsity: retrained
+    accuracy (%) and its difference (percentage points), seeds averaged."""
+    keys = ["method", "sparsity"]
+    reference = main_comparison(records).groupby(keys)["acc_retrained"].mean().rename("reference")
+    variants = records[records["variant"] != ""].groupby(["variant", *keys])["acc_retrained"].mean().reset_index()
+    table = variants.join(reference, on=keys)
+    table = table.assign(
+        method=table["method"].map(label),
+        accuracy=(table["acc_retrained"] * 100).round(2),
+        reference=(table["reference"] * 100).round(2),
+        change=((table["acc_retrained"] - table["reference"]) * 100).round(2),
+    )
+    return table[["variant", "method", "sparsity", "accuracy", "reference", "change"]].set_index("variant")
+
+
+def ablation_plot(records: pd.DataFrame) -> plt.Figure:
+    """Change in retrained accuracy (percentage points) of each variant against its reference."""
+    table = ablation_table(records).reset_index()
+    if table.empty:
+        figure, axes = plt.subplots(figsize=(6, 1))
+        axes.axis("off")
+        axes.text(0.5, 0.5, "no ablation runs in this profile", ha="center", va="center")
+        return figure
+    table["name"] = table["variant"] + " (" + table["method"] + ", " + table["sparsity"].map("{:.0%}".format) + ")"
+    figure, axes = plt.subplots(figsize=(7, max(2.5, 0.35 * len(table))))
+    sns.barplot(data=table, y="name", x="change", color="tab:blue", ax=axes)
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set(xlabel="change in test accuracy after retraining (percentage points)", ylabel="")
+    axes.set_title(data_label(records), fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Cost each method pays at the highest sparsity of the main comparison (seeds averaged):
+    images through the student backward, estimated FLOPs, wall seconds, and ratios to ours."""
+    main = main_comparison(records)
+    top = main[main["sparsity"] == main["sparsity"].max()]
+    table = top.groupby("method")[["total_images", "total_flops", "total_seconds", "acc_retrained"]].mean()
+    if OURS in table.index:
+        table["images vs ours"] = (table["total_images"] / table.loc[OURS, "total_images"]).round(2)
+        table["FLOPs vs ours"] = (table["total_flops"] / table.loc[OURS, "total_flops"]).round(2)
+    table["acc_retrained"] = (table["acc_retrained"] * 100).round(2)
+    table["total_flops"] = table["total_flops"].map("{:.3g}".format)
+    table["total_seconds"] = table["total_seconds"].round(1)
+    table.index = [label(name) for name in table.index]
+    return table.rename(columns={"total_images": "images (backward)", "total_flops": "FLOPs", "total_seconds": "seconds", "acc_retrained": "accuracy (%)"})
+
+
+def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
+    """Per method (main comparison, highest sparsity, first seed) and phase it pays for: wall
+    seconds, images forward and backward through the student, images through the teacher."""
+    main = main_comparison(records)
+    top = main[(main["sparsity"] == main["sparsity"].max())].drop_duplicates("method")
+    rows = []
+    for method, run in zip(top["method"], top["run"]):
+        compute = json.loads((Path(out_dir) / run / RECORD_NAME).read_text())["compute"]
+        for phase in compute["counted"]:
+            rows.append({"method": label(method), "phase": phase, **compute["phases"][phase]})
+    return pd.DataFrame(rows).set_index(["method", "phase"]).round({"seconds": 1})
+
+
+def layer_density_heatmap(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
+    """Density (fraction kept) of every prunable layer, one column per method, at the highest
+    sparsity of the main comparison (first seed)."""
+    main = main_comparison(records)
+    top = main[(main["sparsity"] == main["sparsity"].max())].drop_duplicates("method")
+    columns = {}
+    for method, run in zip(top["method"], top["run"]):
+        layers = json.loads((Path(out_dir) / run / RECORD_NAME).read_text())["sparsity"]["layers"]
+        columns[label(method)] = {layer["name"].removesuffix(".weight"): layer["density"] for layer in layers}
+    frame = pd.DataFrame(columns)
+    figure, axes = plt.subplots(figsize=(1.2 + 0.75 * len(columns), 1.5 + 0.25 * len(frame)))
+    sns.heatmap(frame, vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "density (fraction kept)"}, ax=axes)
+    axes.set_title(f"{top['sparsity'].iloc[0]:.0%} sparse; {data_label(records)}", fontsize=8)
+    figure.tight_layout()
+    return figure
 
 
 def run_summary(record: dict[str, Any]) -> pd.DataFrame:
-    """Test accuracy (%) after each stage of one run, with the seconds each phase took."""
-    phase_of_stage = {"teacher": "teacher", "dense": "dense", "guided": "guide", "pruned": "score", "retrained": "retrain"}
-    rows = [
-        {"stage": stage, "accuracy (%)": round(record["accuracy"][stage] * 100, 2), "phase seconds": record["seconds"].get(phase_of_stage[stage])}
-        for stage in STAGES
-        if stage in record["accuracy"]
-    ]
+    """Test accuracy (%) after each stage of one run."""
+    rows = [{"stage": stage, "accuracy (%)": round(record["accuracy"][stage] * 100, 2)} for stage in STAGES if stage in record["accuracy"]]
     return pd.DataFrame(rows).set_index("stage")
+
+
+def compute_summary(record: dict[str, Any]) -> pd.DataFrame:
+    """Per phase of one run: seconds, images through student and teacher, FLOPs, and whether the
+    method pays for it (shared phases carry the cost of the checkpoint's training)."""
+    compute = record["compute"]
+    frame = pd.DataFrame(compute["phases"]).T
+    frame["counted"] = [name in compute["counted"] for name in frame.index]
+    return frame
 
 
 def layer_density(record: dict[str, Any]) -> plt.Figure:
@@ -109,17 +220,23 @@ def layer_density(record: dict[str, Any]) -> plt.Figure:
 
 
 def headline(records: pd.DataFrame) -> dict[str, float]:
-    """Numbers for the book's text: accuracies in percent at the grid's highest sparsity.
+    """Numbers for the book's text, from the main comparison at its highest sparsity.
 
-    Keys: ``runs``, ``max_sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` and
-    ``accuracy_at_max_<method>`` for each method run at that sparsity (seeds averaged).
+    Keys: ``runs``, ``max_sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` (%),
+    ``accuracy_at_max_<method>`` (%) for each method, and ``imp_image_ratio`` / ``imp_flop_ratio``
+    (IMP's cost over ours) when both ran.
     """
-    top = float(records["sparsity"].max())
-    at_top = records[records["sparsity"] == top].groupby("method")["acc_retrained"].mean() * 100
-    return {
+    main = main_comparison(records)
+    top = main[main["sparsity"] == main["sparsity"].max()]
+    by_method = top.groupby("method")[["acc_retrained", "total_images", "total_flops"]].mean()
+    numbers: dict[str, float] = {
         "runs": len(records),
-        "max_sparsity": top * 100,
-        "teacher_accuracy": float(records["acc_teacher"].mean() * 100),
-        "dense_accuracy": float(records["acc_dense"].mean() * 100),
-        **{f"accuracy_at_max_{method}": float(accuracy) for method, accuracy in at_top.items()},
+        "max_sparsity": float(top["sparsity"].iloc[0] * 100),
+        "teacher_accuracy": float(main["acc_teacher"].mean() * 100),
+        "dense_accuracy": float(main["acc_dense"].mean() * 100),
+        **{f"accuracy_at_max_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
     }
+    if {"imp", OURS} <= set(by_method.index):
+        numbers["imp_image_ratio"] = float(by_method.loc["imp", "total_images"] / by_method.loc[OURS, "total_images"])
+        numbers["imp_flop_ratio"] = float(by_method.loc["imp", "total_flops"] / by_method.loc[OURS, "total_flops"])
+    return numbers

@@ -3,12 +3,19 @@
 Every scorer returns ``dict[str, Tensor]``, keyed by parameter name, each tensor of the
 weight's shape, for the parameters it is given (see `tkdlib.masks.prunable_parameters`).
 Gradient scorers leave the model exactly as they found it: weights, BatchNorm running
-statistics, ``.grad`` fields and train/eval mode.
+statistics, ``.grad`` fields and train/eval mode. Gradients are taken in train mode (batch
+statistics in BatchNorm, as during training) unless a method says otherwise.
 
-- ``teacher_guided`` (ours): Σ over batches of |w ⊙ ∂L/∂w|, L = α · CA-KLD + (1 − α) · CE
-  against the frozen teacher.
+- ``teacher_guided`` (ours): Σ_b |w ⊙ ∂L_b/∂w|, L = α · CA-KLD + (1 − α) · CE against the teacher.
 - ``ce_gradient``: the same saliency with L = CE and no teacher (isolates the teacher's part).
-- ``magnitude``: |w|.
+- ``snip`` (Lee et al., 2019): |w ⊙ Σ_b ∂CE_b/∂w| (connection sensitivity; gradients summed
+  over the scoring batches before the absolute value).
+- ``grasp`` (Wang et al., 2020): the paper's score is S = −w ⊙ Hg (g the gradient of the loss at
+  temperature 200, H its Hessian) and it removes the weights with the *largest* S, those whose
+  removal reduces gradient flow least. We return w ⊙ Hg = −S, so that, as for every scorer
+  here, the highest scores are kept and the same weights are removed.
+- ``synflow`` (Tanaka et al., 2020): data-free and iterative; see `synflow`.
+- ``magnitude``: |w|. ``random``: uniform noise from a seeded generator.
 """
 
 from __future__ import annotations
@@ -20,15 +27,25 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from tkdlib.masks import Mask, global_mask
 from tkdlib.train import Batches, Distill, Objective, cross_entropy
 
 Scores = dict[str, torch.Tensor]
+GRASP_TEMPERATURE = 200.0  # Wang et al. (2020) take the gradient of CE(logits / 200)
+SYNFLOW_ROUNDS = 100  # Tanaka et al. (2020)
 
 
 def magnitude(parameters: Mapping[str, nn.Parameter]) -> Scores:
     """|w| for each parameter."""
     return {name: param.detach().abs().clone() for name, param in parameters.items()}
+
+
+def random(parameters: Mapping[str, nn.Parameter], seed: int) -> Scores:
+    """Uniform scores in [0, 1) from a generator seeded with `seed`: a random mask."""
+    generator = torch.Generator().manual_seed(seed)
+    return {name: torch.rand(param.shape, generator=generator).to(param.device) for name, param in parameters.items()}
 
 
 def gradient_saliency(
@@ -37,51 +54,145 @@ def gradient_saliency(
     batches: Batches,
     objective: Objective,
     score_batches: int,
+    absolute_per_batch: bool = True,
 ) -> Scores:
-    """Σ over the first `score_batches` batches of |w ⊙ ∂objective/∂w|, all accumulated before masking.
+    """Saliency of `objective` over the first `score_batches` batches, all accumulated before masking.
 
-    Gradients are taken in train mode (batch statistics in BatchNorm, as during training); the
-    model's weights, buffers, grads and mode are restored afterwards.
+    With `absolute_per_batch`: Σ_b |w ⊙ ∂L_b/∂w|; without: |w ⊙ Σ_b ∂L_b/∂w|.
     """
-    if score_batches <= 0:
-        raise ValueError(f"score_batches must be positive, got {score_batches}")
-    scores = {name: torch.zeros_like(param) for name, param in parameters.items()}
-    used = 0
-    with _model_restored(model):
-        model.train()
-        for x, y in itertools.islice(batches, score_batches):
-            model.zero_grad(set_to_none=True)
-            loss = objective(model, x, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"scoring: the loss is {float(loss)} at batch {used}")
-            loss.backward()
-            with torch.no_grad():
-                for name, param in parameters.items():
-                    scores[name] += (param * param.grad).abs()
-            used += 1
-    if used < score_batches:
-        raise ValueError(f"scoring asked for {score_batches} batches but the data gave only {used}")
-    return scores
+    gradients = _accumulate(model, parameters, batches, objective, score_batches, absolute_per_batch)
+    with torch.no_grad():
+        if absolute_per_batch:
+            return gradients
+        return {name: (parameters[name] * gradient).abs() for name, gradient in gradients.items()}
 
 
-def teacher_guided(
+def _accumulate(
     model: nn.Module,
     parameters: Mapping[str, nn.Parameter],
     batches: Batches,
-    objective: Distill,
+    objective: Objective,
     score_batches: int,
+    saliency: bool,
 ) -> Scores:
-    """Ours: gradient saliency of the joint loss α · CA-KLD + (1 − α) · CE under the teacher."""
+    """Σ_b of |w ⊙ ∂L_b/∂w| (`saliency`) or of ∂L_b/∂w, in train mode; the model is restored."""
+    if score_batches <= 0:
+        raise ValueError(f"score_batches must be positive, got {score_batches}")
+    totals = {name: torch.zeros_like(param) for name, param in parameters.items()}
+    used = 0
+    with model_restored(model):
+        model.train()
+        for x, y in itertools.islice(batches, score_batches):
+            loss = objective(model, x, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"scoring: the loss is {float(loss)} at batch {used}")
+            gradients = torch.autograd.grad(loss, list(parameters.values()))
+            with torch.no_grad():
+                for (name, param), gradient in zip(parameters.items(), gradients):
+                    totals[name] += (param * gradient).abs() if saliency else gradient
+            used += 1
+    if used < score_batches:
+        raise ValueError(f"scoring asked for {score_batches} batches but the data gave only {used}")
+    return totals
+
+
+def teacher_guided(
+    model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Batches, objective: Distill, score_batches: int
+) -> Scores:
+    """Ours: Σ_b |w ⊙ ∂L_b/∂w| of the joint loss α · CA-KLD + (1 − α) · CE under the teacher."""
     return gradient_saliency(model, parameters, batches, objective, score_batches)
 
 
 def ce_gradient(model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Batches, score_batches: int) -> Scores:
-    """Gradient saliency of cross-entropy alone, no teacher."""
+    """Σ_b |w ⊙ ∂CE_b/∂w|: teacher-guided scoring without the teacher."""
     return gradient_saliency(model, parameters, batches, cross_entropy, score_batches)
 
 
+def snip(model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Batches, score_batches: int) -> Scores:
+    """SNIP: |w ⊙ Σ_b ∂CE_b/∂w|."""
+    return gradient_saliency(model, parameters, batches, cross_entropy, score_batches, absolute_per_batch=False)
+
+
+def grasp(model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Batches, score_batches: int) -> Scores:
+    """w ⊙ Hg summed over batches (= −S of Wang et al.; highest kept, i.e. largest S removed).
+
+    g = Σ_b ∂CE(f(x_b)/200, y_b)/∂w over the scoring batches (no graph); then for each batch,
+    Hg = ∂(g · ∂CE_b/∂w)/∂w with a second backward pass.
+    """
+
+    def tempered(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x) / GRASP_TEMPERATURE, y)
+
+    chosen = list(itertools.islice(batches, score_batches))
+    g = _accumulate(model, parameters, chosen, tempered, score_batches, saliency=False)
+    hessian_gradient = {name: torch.zeros_like(param) for name, param in parameters.items()}
+    with model_restored(model):
+        model.train()
+        for x, y in chosen:
+            gradients = torch.autograd.grad(tempered(model, x, y), list(parameters.values()), create_graph=True)
+            inner = sum((gradient * g[name]).sum() for name, gradient in zip(parameters, gradients))
+            for name, product in zip(parameters, torch.autograd.grad(inner, list(parameters.values()))):
+                hessian_gradient[name] += product
+    with torch.no_grad():
+        return {name: parameters[name] * hessian_gradient[name] for name in parameters}
+
+
+def synflow(
+    model: nn.Module,
+    parameters: Mapping[str, nn.Parameter],
+    input_shape: tuple[int, int, int],
+    sparsity: float,
+    rounds: int = SYNFLOW_ROUNDS,
+) -> Scores:
+    """Iterative synaptic flow (Tanaka et al., 2020), data-free.
+
+    On a copy whose state is replaced by its absolute values (eval mode, float64), for rounds
+    k = 1..n: R = Σ f(1) on an all-ones input, score = |w ⊙ ∂R/∂w| with the current mask applied,
+    then prune to density (1 − sparsity)^(k/n) (exponential schedule). The returned scores rank
+    the survivors of the last round (by their last score) above every weight pruned earlier, and
+    those by the round in which they fell, so `global_mask(scores, sparsity)` reproduces the
+    final mask exactly.
+    """
+    with model_restored(model):
+        originals = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        model.eval()
+        model.double()
+        with torch.no_grad():
+            for value in model.state_dict().values():
+                if value.is_floating_point():
+                    value.abs_()
+        ones = torch.ones((1, *input_shape), dtype=torch.float64, device=next(model.parameters()).device)
+        survivors = {name: torch.ones_like(param, dtype=torch.bool) for name, param in parameters.items()}
+        fell_in_round = {name: torch.zeros_like(param, dtype=torch.float64) for name, param in parameters.items()}
+        weights = {name: param.detach().clone() for name, param in parameters.items()}
+        for k in range(1, rounds + 1):
+            with torch.no_grad():
+                for name, param in parameters.items():
+                    param.copy_(weights[name] * survivors[name])
+            flow = model(ones).sum()
+            gradients = torch.autograd.grad(flow, list(parameters.values()))
+            scores = {name: (param * gradient).detach().abs() for (name, param), gradient in zip(parameters.items(), gradients)}
+            round_sparsity = sparsity if k == rounds else 1 - (1 - sparsity) ** (k / rounds)
+            ranked = {name: torch.where(survivors[name], score, torch.full_like(score, -1.0)) for name, score in scores.items()}
+            kept = global_mask(ranked, round_sparsity, allow_layer_collapse=True)
+            for name in parameters:
+                fell_in_round[name][survivors[name] & ~kept[name]] = k
+                survivors[name] = kept[name]
+        model.float()
+        with torch.no_grad():
+            for name, value in model.state_dict().items():
+                value.copy_(originals[name])
+    # Survivors: 1 + normalized last score in (1, 2]; pruned in round k: k / (rounds + 1) in (0, 1).
+    result = {}
+    peak = max(float(score.max()) for score in scores.values()) or 1.0
+    for name in parameters:
+        last = 1 + scores[name] / peak
+        result[name] = torch.where(survivors[name], last, fell_in_round[name] / (rounds + 1)).float()
+    return result
+
+
 @contextlib.contextmanager
-def _model_restored(model: nn.Module) -> Iterator[None]:
+def model_restored(model: nn.Module) -> Iterator[None]:
     """Snapshot weights, buffers, grads and train/eval modes; put them back on exit."""
     state = {name: value.detach().clone() for name, value in model.state_dict().items()}
     grads = {name: param.grad for name, param in model.named_parameters()}
@@ -98,15 +209,31 @@ def _model_restored(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def restrict_to(scores: Scores, mask: Mask) -> Scores:
+    """Scores with every weight outside `mask` ranked below all others (for later pruning rounds)."""
+    floor = min(float(score.min()) for score in scores.values()) - 1.0
+    return {
+        name: torch.where(mask[name].to(score.device), score, torch.full_like(score, floor)) if name in mask else score
+        for name, score in scores.items()
+    }
+
+
 @dataclass(frozen=True)
 class ScoringInputs:
-    """What any scoring method may use; `distill` is needed only by teacher-guided scoring."""
+    """What any scoring method may use.
+
+    `distill` is needed only by teacher-guided scoring; `sparsity` (the target) only by SynFlow;
+    `input_shape` (C, H, W) only by SynFlow; `seed` only by random scoring.
+    """
 
     model: nn.Module
     parameters: Mapping[str, nn.Parameter]
     batches: Batches
     score_batches: int
     distill: Distill | None = None
+    sparsity: float = 0.0
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+    seed: int = 0
 
     def require_distill(self) -> Distill:
         if self.distill is None:
@@ -117,7 +244,11 @@ class ScoringInputs:
 METHODS: dict[str, Callable[[ScoringInputs], Scores]] = {
     "teacher_guided": lambda s: teacher_guided(s.model, s.parameters, s.batches, s.require_distill(), s.score_batches),
     "ce_gradient": lambda s: ce_gradient(s.model, s.parameters, s.batches, s.score_batches),
+    "snip": lambda s: snip(s.model, s.parameters, s.batches, s.score_batches),
+    "grasp": lambda s: grasp(s.model, s.parameters, s.batches, s.score_batches),
+    "synflow": lambda s: synflow(s.model, s.parameters, s.input_shape, s.sparsity),
     "magnitude": lambda s: magnitude(s.parameters),
+    "random": lambda s: random(s.parameters, s.seed),
 }
 
 

@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from tkdlib.losses import DistillationLoss
+from tkdlib.data import random_crop_flip
+from tkdlib.losses import DistillationLoss, kd_kl
 from tkdlib.masks import HeldMask, Mask
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -41,6 +42,28 @@ class Distill:
         with torch.no_grad():
             teacher_logits = self.teacher(x)
         return self.loss(model(x), teacher_logits, y)
+
+
+class SelfDistill:
+    """Self-distillation without a teacher (EPSD's training signal; our choice of SD method).
+
+    The model's own prediction on a second, independently augmented view of the batch (random
+    shift by up to `pad` pixels and flip of the normalized images) is the detached target:
+    L = (1 − weight) · CE(f(x), y) + weight · T² · KL(softmax(f(x')/T) ‖ softmax(f(x)/T)).
+    """
+
+    def __init__(self, weight: float = 0.5, temperature: float = 4.0, pad: int = 4, seed: int = 0) -> None:
+        self.weight = weight
+        self.temperature = temperature
+        self.pad = pad
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = model(random_crop_flip(x, self.pad, self.generator))
+        logits = model(x)
+        distill = kd_kl(logits, target, self.temperature)
+        return (1 - self.weight) * F.cross_entropy(logits, y) + self.weight * distill
 
 
 @dataclass(frozen=True)
@@ -111,11 +134,13 @@ def fit(
     eval_batches: Batches | None = None,
     phase: str = "train",
     progress: bool = False,
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train `model` for `schedule.epochs`; returns one dict per epoch (loss, test accuracy, seconds).
 
     `train_batches` must be re-iterable (one pass per epoch) and have a length. With `mask`, the
-    pruned weights are zeroed before training and stay exactly zero throughout.
+    pruned weights are zeroed before training and stay exactly zero throughout. `on_epoch_end`
+    is called with (epoch, model) after each epoch, epochs counted from 1.
     """
     if schedule.epochs == 0:
         return []
@@ -142,6 +167,8 @@ def fit(
             seconds = time.perf_counter() - start
             accuracy = evaluate(model, eval_batches) if eval_batches is not None else None
             history.append({"epoch": epoch + 1, "loss": loss, "test_accuracy": accuracy, "seconds": seconds})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, model)
     finally:
         if held is not None:
             held.remove()

@@ -1,0 +1,104 @@
+"""Compute accounting: images passed forward and backward per phase, and a FLOP estimate.
+
+FLOPs of one forward pass are counted once per model with `torch.utils.flop_counter.FlopCounterMode`
+on a single image (dense: sparsity is not exploited by the kernels, so a pruned model costs the
+same). A backward pass is counted as twice the forward FLOPs, the usual estimate. A training or
+scoring forward of the student is one whose model is in train mode; the teacher's forwards are
+counted in any mode. Evaluation passes (student in eval mode) are not counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def forward_flops(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """FLOPs of one forward pass of `model` on one image of shape (C, H, W), in eval mode."""
+    was_training = model.training
+    model.eval()
+    parameter = next(model.parameters())
+    x = torch.zeros((1, *input_shape), device=parameter.device, dtype=parameter.dtype)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@dataclass
+class PhaseCost:
+    """Cost of one phase: wall seconds, images through the student forward and backward,
+    images through the teacher forward, and estimated FLOPs."""
+
+    seconds: float = 0.0
+    student_forward: int = 0
+    student_backward: int = 0
+    teacher_forward: int = 0
+    flops: float = 0.0
+
+
+class ComputeMeter:
+    """Counts images through the watched students and teachers with forward hooks.
+
+    Use `phase(name)` as a context manager around each phase; `costs` holds one `PhaseCost` per
+    phase name (a name used again accumulates).
+    """
+
+    def __init__(self, student_flops: int, teacher_flops: int = 0) -> None:
+        self.student_flops = student_flops
+        self.teacher_flops = teacher_flops
+        self.costs: dict[str, PhaseCost] = {}
+        self._current: PhaseCost | None = None
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def watch(self, student: nn.Module) -> None:
+        """Count this model's train-mode forwards (and backwards) as the student's."""
+        self._handles.append(student.register_forward_hook(self._count_student))
+
+    def watch_teacher(self, teacher: nn.Module) -> None:
+        """Count this model's forwards as the teacher's."""
+        self._handles.append(teacher.register_forward_hook(self._count_teacher))
+
+    def _count_student(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if self._current is not None and module.training:
+            self._current.student_forward += inputs[0].shape[0]
+            if torch.is_grad_enabled():
+                self._current.student_backward += inputs[0].shape[0]
+
+    def _count_teacher(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if self._current is not None:
+            self._current.teacher_forward += inputs[0].shape[0]
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[PhaseCost]:
+        cost = self.costs.setdefault(name, PhaseCost())
+        self._current = cost
+        start = time.perf_counter()
+        try:
+            yield cost
+        finally:
+            cost.seconds += time.perf_counter() - start
+            cost.flops = (
+                (cost.student_forward + 2 * cost.student_backward) * self.student_flops
+                + cost.teacher_forward * self.teacher_flops
+            )
+            self._current = None
+
+    def add(self, name: str, cost: PhaseCost) -> None:
+        """Record a phase measured elsewhere (e.g. a shared checkpoint's training, loaded from disk)."""
+        self.costs[name] = cost
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        return {name: {**asdict(cost), "seconds": round(cost.seconds, 3)} for name, cost in self.costs.items()}
