@@ -6,6 +6,7 @@ import math
 import pytest
 
 from tkdlib import experiment
+from tkdlib.config import METHODS
 from tkdlib.experiment import Config, run
 from tkdlib.profile import load_profile
 
@@ -103,10 +104,14 @@ def test_config_round_trip_and_key():
         Config.from_dict({"sparsty": 0.9})
 
 
-def test_sample_profile_expands_its_grid():
+def test_sample_profile_lists_every_method_and_one_switch_ablations():
     profile = load_profile("sample")
     configs = profile.configs()
-    assert {(c.method, c.sparsity) for c in configs} == {(m, s) for m in ("teacher_guided", "magnitude") for s in (0.5, 0.9)}
+    main = [c for c in configs if not profile.changes(c)]
+    assert {c.method for c in main} == set(METHODS)
+    assert {(c.method, c.sparsity) for c in main} == {(m, s) for m in METHODS for s in (0.5, 0.9)}
+    variants = [profile.changes(c) for c in configs if profile.changes(c)]
+    assert variants and all(1 <= len(change) <= 2 for change in variants)
     assert all(c.dataset == "cifar10-sample" for c in configs)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import json
 import platform
+import subprocess
 import time
 import zlib
 from datetime import datetime, timezone
@@ -154,6 +155,17 @@ class _Checkpoints:
         return model, cost, history
 
 
+def _code_commit() -> str | None:
+    """The git commit of the checkout running this code (suffixed ``-dirty`` with local changes), if any."""
+    folder = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty.strip() else "")
+
+
 def _weight_sparsity(parameters: dict[str, nn.Parameter]) -> float:
     """Fraction of exactly-zero entries over `parameters`, measured on the weights themselves."""
     total = sum(param.numel() for param in parameters.values())
@@ -234,6 +246,7 @@ def run(config: Config, out_dir: str | Path, data_root: str | Path | None = None
             "device": "cpu",
             "processor": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
+            "code_commit": _code_commit(),
         },
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
