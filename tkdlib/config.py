@@ -120,6 +120,9 @@ class Config:
 _DATA_FIELDS = ("dataset", "seed", "batch_size", "train_subset", "weight_decay", "lr")
 TEACHER_FIELDS = _DATA_FIELDS + ("teacher_arch", "teacher_epochs")
 STUDENT_FIELDS = _DATA_FIELDS + ("arch", "student_epochs")
+# The guided, scored and masked student of a one-shot method depends on everything but retraining.
+RETRAIN_ONLY_FIELDS = ("retrain_epochs", "retrain_lr", "retrain_with_kd")
+PRUNED_FIELDS = tuple(field.name for field in dataclasses.fields(Config) if field.name not in RETRAIN_ONLY_FIELDS)
 
 
 def _is_number(value: object) -> bool:

@@ -18,6 +18,7 @@ import json
 import platform
 import subprocess
 import time
+import warnings
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,8 +29,8 @@ from torch import nn
 
 from tkdlib import data as datasets
 from tkdlib.compute import ComputeMeter, PhaseCost, forward_flops
-from tkdlib.config import SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
-from tkdlib.io import save_torch, write_json
+from tkdlib.config import PRUNED_FIELDS, SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
+from tkdlib.io import load_checkpoint, save_torch, write_json
 from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
@@ -47,14 +48,31 @@ def run_dir(config: Config, out_dir: str | Path) -> Path:
     return Path(out_dir) / config.key()
 
 
-def load_record(directory: str | Path) -> dict[str, Any] | None:
-    """The finished record in `directory`, or None if there is none (or it is unreadable)."""
+def load_record(directory: str | Path, config: Config | None = None) -> dict[str, Any] | None:
+    """The finished record in `directory`, or None if there is none.
+
+    A record that cannot be read, is incomplete or belongs to another config is reported with a
+    warning and treated as absent, so the run is redone. A failed run's record is absent too.
+    """
     path = Path(directory) / RECORD_NAME
+    if not path.is_file():
+        return None
     try:
         record = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        complete = record.get("status") in ("finished", "failed") and isinstance(record.get("config"), dict)
+    except (OSError, json.JSONDecodeError, AttributeError) as error:
+        warnings.warn(f"{path} is unreadable ({error}); the run will be redone", stacklevel=2)
         return None
-    return record if record.get("status") == "finished" else None
+    if not complete or (record["status"] == "finished" and not _REQUIRED_KEYS <= set(record)):
+        warnings.warn(f"{path} is incomplete; the run will be redone", stacklevel=2)
+        return None
+    if config is not None and record["config"] != config.to_dict():
+        warnings.warn(f"{path} holds the record of another config; the run will be redone", stacklevel=2)
+        return None
+    return record if record["status"] == "finished" else None
+
+
+_REQUIRED_KEYS = {"config", "config_hash", "accuracy", "sparsity", "compute", "seconds", "data", "environment"}
 
 
 class _Data:
@@ -112,6 +130,10 @@ class _Checkpoints:
     def student(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         return self._trained(self.student_path, self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, SNAPSHOT_EPOCHS)
 
+    def pruned_path(self) -> Path:
+        """Where the guided, scored and masked student of this config is kept (one-shot methods)."""
+        return self.folder / f"pruned-{self.config.key(PRUNED_FIELDS)}.pt"
+
     def snapshot_path(self, epoch: int) -> Path:
         return self.student_path.with_name(f"{self.student_path.stem}-epoch{epoch}.pt")
 
@@ -119,17 +141,19 @@ class _Checkpoints:
         """The dense student's state after `epoch` epochs of its training (0 = initialization);
         a snapshot not kept is recomputed by training again (deterministic on the CPU)."""
         if epoch == self.config.student_epochs:
-            return torch.load(self.student_path, map_location="cpu", weights_only=True)["state_dict"]
-        if not self.snapshot_path(epoch).is_file():
+            return self.student()[0].state_dict()
+        state = load_checkpoint(self.snapshot_path(epoch))
+        if state is None:
             self._train(self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, (epoch,))
-        return torch.load(self.snapshot_path(epoch), map_location="cpu", weights_only=True)
+            state = load_checkpoint(self.snapshot_path(epoch))
+        return state
 
     def _trained(
         self, path: Path, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...] = ()
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
-        if path.is_file():
+        saved = load_checkpoint(path)
+        if saved is not None:
             model = self.build(arch, seed)
-            saved = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(saved["state_dict"])
             return model, PhaseCost(**saved["cost"]), saved["history"]
         model, cost, history = self._train(arch, seed, phase, epochs, snapshots)
@@ -182,17 +206,65 @@ def _compute_summary(meter: ComputeMeter, counted: tuple[str, ...]) -> dict[str,
 
 
 def run(config: Config, out_dir: str | Path, data_root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Run `config` (or return its existing record); the record is also written to disk."""
+    """Run `config` (or return its existing record); the record is also written to disk.
+
+    A run that fails (a non-finite loss or score, a layer collapse, ...) leaves a record with
+    ``status: "failed"`` and the error, keeps the checkpoints finished before the failure, and
+    raises; running it again redoes it from those checkpoints.
+    """
     directory = run_dir(config, out_dir)
-    existing = load_record(directory)
+    existing = load_record(directory, config)
     if existing is not None:
         return existing
+    _check_writable(directory)
     started = time.perf_counter()
     data = _Data(config, data_root)
     write_json(directory / "config.json", config.to_dict())
-    checkpoints = _Checkpoints(Path(out_dir) / "checkpoints", config, data, progress)
-    test_batches = data.test_batches()
+    try:
+        record = _execute(config, data, directory, Path(out_dir) / "checkpoints", progress)
+    except Exception as error:
+        write_json(directory / RECORD_NAME, {
+            "status": "failed",
+            "config": config.to_dict(),
+            "config_hash": config.key(),
+            "error": f"{type(error).__name__}: {error}",
+            "environment": _environment(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+        raise
+    record["seconds"] = {"total": round(time.perf_counter() - started, 3)}
+    write_json(directory / RECORD_NAME, record)
+    return record
 
+
+def _check_writable(directory: Path) -> None:
+    """Make the run's folder, or say clearly why it cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"Cannot write run records to {directory} ({error.strerror}); choose a writable out_dir.") from error
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "device": "cpu",
+        "processor": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "code_commit": _code_commit(),
+    }
+
+
+def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path, progress: bool) -> dict[str, Any]:
+    """Every phase of one run; returns its record (without the wall time of the whole run)."""
+    checkpoints = _Checkpoints(checkpoint_dir, config, data, progress)
+    test_batches = data.test_batches()
     student, dense_cost, dense_history = checkpoints.student()
     if config.teacher_arch == SELF_TEACHER:
         teacher, teacher_cost, teacher_history = copy.deepcopy(student), PhaseCost(), []
@@ -213,16 +285,16 @@ def run(config: Config, out_dir: str | Path, data_root: str | Path | None = None
 
     bench = Workbench(
         config, student, distill, data.shuffled, data.halves, test_batches, meter, data.input_shape,
-        checkpoints.dense_state, lambda: checkpoints.build(config.arch, config.seed + 1), progress,
+        checkpoints.dense_state, lambda: checkpoints.build(config.arch, config.seed + 1), checkpoints.pruned_path(), progress,
     )
     outcome = pipeline_for(config.method)(bench)
     meter.remove()
     accuracy.update(outcome.accuracy)
     accuracy["retrained"] = evaluate(outcome.model, test_batches)
     outcome.mask.save(directory / "mask.pt")
+    save_torch(directory / "model.pt", outcome.model.state_dict())
     parameters = prunable_parameters(outcome.model, config.prune_first_layer, config.prune_classifier)
-
-    record = {
+    return {
         "status": "finished",
         "config": config.to_dict(),
         "config_hash": config.key(),
@@ -237,18 +309,8 @@ def run(config: Config, out_dir: str | Path, data_root: str | Path | None = None
             "layers": outcome.mask.layer_report(),
         },
         "compute": _compute_summary(meter, counted_phases(config)),
-        "seconds": {"total": round(time.perf_counter() - started, 3)},
         "history": {"teacher": teacher_history, "dense": dense_history, **outcome.history},
         "data": {"train": data.train.source, "train_images": len(data.train), "test_images": len(data.test)},
-        "environment": {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": "cpu",
-            "processor": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "code_commit": _code_commit(),
-        },
+        "environment": _environment(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(directory / RECORD_NAME, record)
-    return record

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -68,3 +69,17 @@ def verify_sha256(path: str | Path, expected: str) -> None:
             f"{path}: sha256 {actual} does not match the recorded {expected}; "
             "the file is corrupt or is another file: fetch it again."
         )
+
+
+def load_checkpoint(path: str | Path) -> Any | None:
+    """A checkpoint's content (tensors and plain containers only), or None when it is absent or
+    unreadable; an unreadable one is removed, with a warning, so it gets recomputed."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a truncated or corrupt file
+        warnings.warn(f"checkpoint {path} is unreadable ({type(error).__name__}); it will be recomputed", stacklevel=2)
+        path.unlink()
+        return None

@@ -17,15 +17,18 @@ fraction of the remaining weights removed each round, and exactly s after the la
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from tkdlib.compute import ComputeMeter
+from tkdlib.compute import ComputeMeter, PhaseCost
 from tkdlib.config import Config
+from tkdlib.io import load_checkpoint, save_torch
 from tkdlib.masks import Mask, global_mask, prunable_parameters
 from tkdlib.scoring import ScoringInputs, gradient_saliency, magnitude, restrict_to, score
 from tkdlib.train import Batches, Distill, Objective, Schedule, SelfDistill, cross_entropy, evaluate, fit
@@ -41,7 +44,9 @@ class Workbench:
     against the teacher; shuffled(name) / halves(name): augmented training batches (all data, or
     two disjoint halves) seeded by a phase name; dense_state(epoch): the dense student's
     state_dict after that many epochs of its training (0 = initialization); build_student(): a
-    new student of the same architecture, in the training memory format.
+    new student of the same architecture, in the training memory format; pruned_checkpoint: where
+    a one-shot method keeps its guided, scored and masked student, shared by every run that
+    differs only in retraining.
     """
 
     config: Config
@@ -54,6 +59,7 @@ class Workbench:
     input_shape: tuple[int, int, int]
     dense_state: Callable[[int], dict[str, torch.Tensor]]
     build_student: Callable[[], nn.Module]
+    pruned_checkpoint: Path | None = None
     progress: bool = False
 
     def parameters(self, model: nn.Module) -> dict[str, nn.Parameter]:
@@ -103,28 +109,70 @@ def round_sparsities(sparsity: float, rounds: int) -> list[float]:
 
 
 def score_and_retrain(bench: Workbench) -> Outcome:
-    """Teacher-guided fine-tuning (teacher_guided only), then rounds of score → mask → retrain."""
+    """Teacher-guided fine-tuning (teacher_guided only), then rounds of score → mask → retrain.
+
+    With one round, the pruned student (before retraining) is a checkpoint: a run that finds it
+    resumes at retraining.
+    """
     c, student = bench.config, bench.student
     outcome = Outcome(student, Mask({}))
-    if c.method == "teacher_guided" and c.guide_epochs > 0:
-        guide = Schedule(c.guide_epochs, c.guide_lr, weight_decay=c.weight_decay)
-        with bench.meter.phase("guide"):
-            outcome.history["guide"] = fit(student, bench.shuffled("guide"), guide, bench.distill, phase="guide", progress=bench.progress)
-        outcome.accuracy["guided"] = evaluate(student, bench.test_batches)
-    parameters = bench.parameters(student)
+    if c.rounds == 1:
+        outcome.mask = _pruned_once(bench, outcome)
+        outcome.history["retrain1"] = bench.retrain(student, outcome.mask, "retrain1")
+        return outcome
+    _guide(bench, outcome)
     mask: Mask | None = None
     for index, sparsity in enumerate(round_sparsities(c.sparsity, c.rounds), start=1):
-        inputs = ScoringInputs(
-            student, parameters, bench.shuffled(f"score{index}"), c.score_batches, bench.distill, sparsity, bench.input_shape, c.seed
-        )
-        with bench.meter.phase("score"):
-            scores = score(c.method, inputs)
-        mask = bench.mask_from(scores, sparsity, mask)
-        mask.apply(student)
-        outcome.accuracy["pruned"] = evaluate(student, bench.test_batches)
+        mask = _score_and_mask(bench, outcome, index, sparsity, mask)
         outcome.history[f"retrain{index}"] = bench.retrain(student, mask, f"retrain{index}")
     outcome.mask = mask
     return outcome
+
+
+def _guide(bench: Workbench, outcome: Outcome) -> None:
+    """Teacher-guided fine-tuning of the dense student (teacher_guided with guide_epochs > 0)."""
+    c = bench.config
+    if c.method == "teacher_guided" and c.guide_epochs > 0:
+        guide = Schedule(c.guide_epochs, c.guide_lr, weight_decay=c.weight_decay)
+        with bench.meter.phase("guide"):
+            outcome.history["guide"] = fit(bench.student, bench.shuffled("guide"), guide, bench.distill, phase="guide", progress=bench.progress)
+        outcome.accuracy["guided"] = evaluate(bench.student, bench.test_batches)
+
+
+def _score_and_mask(bench: Workbench, outcome: Outcome, index: int, sparsity: float, previous: Mask | None) -> Mask:
+    """Score the student, mask it at `sparsity` (keeping `previous` pruned) and measure it."""
+    c, student = bench.config, bench.student
+    parameters = bench.parameters(student)
+    inputs = ScoringInputs(
+        student, parameters, bench.shuffled(f"score{index}"), c.score_batches, bench.distill, sparsity, bench.input_shape, c.seed
+    )
+    with bench.meter.phase("score"):
+        scores = score(c.method, inputs)
+    mask = bench.mask_from(scores, sparsity, previous)
+    mask.apply(student)
+    outcome.accuracy["pruned"] = evaluate(student, bench.test_batches)
+    return mask
+
+
+def _pruned_once(bench: Workbench, outcome: Outcome) -> Mask:
+    """Guide, score and mask once, or load all three from the pruned checkpoint."""
+    saved = load_checkpoint(bench.pruned_checkpoint) if bench.pruned_checkpoint else None
+    if saved is not None:
+        bench.student.load_state_dict(saved["state_dict"])
+        outcome.accuracy.update(saved["accuracy"])
+        outcome.history.update(saved["history"])
+        for phase, cost in saved["costs"].items():
+            bench.meter.add(phase, PhaseCost(**cost))
+        return Mask(saved["mask"])
+    _guide(bench, outcome)
+    mask = _score_and_mask(bench, outcome, 1, bench.config.sparsity, None)
+    if bench.pruned_checkpoint is not None:
+        costs = {phase: dataclasses.asdict(bench.meter.costs[phase]) for phase in ("guide", "score") if phase in bench.meter.costs}
+        save_torch(bench.pruned_checkpoint, {
+            "state_dict": bench.student.state_dict(), "mask": mask.state_dict(),
+            "accuracy": dict(outcome.accuracy), "history": dict(outcome.history), "costs": costs,
+        })
+    return mask
 
 
 def imp(bench: Workbench) -> Outcome:

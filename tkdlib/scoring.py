@@ -85,7 +85,7 @@ def _accumulate(
         for x, y in itertools.islice(batches, score_batches):
             loss = objective(model, x, y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"scoring: the loss is {float(loss)} at batch {used}")
+                raise FloatingPointError(f"scoring: the loss is {float(loss.detach())} at batch {used}")
             gradients = torch.autograd.grad(loss, list(parameters.values()))
             with torch.no_grad():
                 for (name, param), gradient in zip(parameters.items(), gradients):

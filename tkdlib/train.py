@@ -115,7 +115,7 @@ def train_epoch(
     for step, (x, y) in enumerate(tqdm(batches, desc=description, leave=False, disable=not progress)):
         loss = objective(model, x, y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{description}: the loss is {float(loss)} at batch {step}")
+            raise FloatingPointError(f"{description}: the loss is {float(loss.detach())} at batch {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
