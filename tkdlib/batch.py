@@ -27,7 +27,7 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 GENERATED = REPO_ROOT / "book" / "generated"
 # Config fields that the experiment notebook takes as parameters of their own; others go in `overrides`.
 NOTEBOOK_FIELDS = ("dataset", "arch", "teacher_arch", "method", "sparsity", "seed")
-T = TypeVar("T")
+T = TypeVar("T")  #: Any item type, for `shard`.
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def shard(items: list[T], index: int, count: int) -> list[T]:
     """Shard `index` of `count`: the items at 0-based positions k with k mod `count` = `index` − 1.
 
-    Shards are numbered 1..`count`; together they partition `items` and keep its order, so a job
+    Shards are numbered 1 to `count`; together they partition `items` and keep its order, so a job
     array whose jobs take the same profile and options, each its own shard, runs every cell once.
     """
     _check_shard(index, count)
