@@ -87,6 +87,20 @@ def data_label(records: pd.DataFrame) -> str:
     return label
 
 
+def figure_source(records: pd.DataFrame, profile: str) -> str:
+    """The sentence of a figure caption that says what the figure was drawn from.
+
+    It names the profile, how many finished runs (each listed by run id in the book's table of
+    every run), their seeds and their data, in Markdown.
+    """
+    seeds = sorted(records["seed"].unique())
+    seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(seed) for seed in seeds)}"
+    return (
+        f"Drawn from the {len(records)} finished runs of profile `{profile}` "
+        f"({seed_text}; run ids under *Every run*), on {data_label(records)}."
+    )
+
+
 def run_summary(record: dict[str, Any]) -> pd.DataFrame:
     """Test accuracy (%) after each stage of one run, with the seconds each phase took."""
     phase_of_stage = {"teacher": "teacher", "dense": "dense", "guided": "guide", "pruned": "score", "retrained": "retrain"}
