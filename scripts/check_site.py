@@ -180,7 +180,7 @@ def page_problems(dom: str, page_url: str, site: Site) -> list[str]:
                 problems.append(f"{problem} {tag[attribute]!r}: {reason}")
     errors = soup.select("div.output.traceback")
     if errors:
-        problems.append(f"{len(errors)} notebook output(s) of error type, the first: {_first_line(errors[0].get_text())!r}")
+        problems.append(f"{len(errors)} notebook output(s) of error type, the first ending {_last_line((errors[0].pre or errors[0]).get_text())!r}")
     elif TRACEBACK_HEADER in soup.get_text():
         problems.append(f"a Python traceback in the page text ({TRACEBACK_HEADER!r})")
     return problems
@@ -202,8 +202,9 @@ def _broken(reference: str, page_url: str, site: Site, own: tuple[str, set[str]]
     return None
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+def _last_line(text: str) -> str:
+    """The last non-blank line of a traceback: the exception and its message."""
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
 
 
 def check_site(build: Path, pages: list[str], browser: str, shot: tuple[str, Path] | None = None) -> dict[str, list[str]]:
