@@ -14,4 +14,5 @@ def test_figure_source_names_profile_runs_seeds_and_data():
     text = figure_source(records, "cpu")
     assert text.startswith("Drawn from the 3 finished runs of profile `cpu` (seeds 0, 1;")
     assert "JPEG re-encoding" in text
-    assert "(seed 1;" in figure_source(records[records["seed"] == 1], "cpu")
+    assert "the 2 finished runs of profile `cpu` (seed 1;" in figure_source(records[records["seed"] == 1], "cpu")
+    assert "the 1 finished run of" in figure_source(records[records["seed"] == 0], "cpu")

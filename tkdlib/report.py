@@ -94,11 +94,9 @@ def figure_source(records: pd.DataFrame, profile: str) -> str:
     every run), their seeds and their data, in Markdown.
     """
     seeds = sorted(records["seed"].unique())
+    runs = f"{len(records)} finished run{'s' if len(records) > 1 else ''}"
     seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(seed) for seed in seeds)}"
-    return (
-        f"Drawn from the {len(records)} finished runs of profile `{profile}` "
-        f"({seed_text}; run ids under *Every run*), on {data_label(records)}."
-    )
+    return f"Drawn from the {runs} of profile `{profile}` ({seed_text}; run ids under *Every run*), on {data_label(records)}."
 
 
 def run_summary(record: dict[str, Any]) -> pd.DataFrame:
