@@ -1,6 +1,9 @@
-"""Shared fixtures: an isolated decode cache and small models."""
+"""Shared fixtures: an isolated decode cache, small models, and one tiny batch run through papermill."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,3 +44,50 @@ def tiny_net() -> TinyNet:
 def tiny_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
     return [(torch.randn(8, 3, 8, 8, generator=generator), torch.randint(0, 4, (8,), generator=generator)) for _ in range(3)]
+
+
+TINY_PROFILE = """
+description = "tiny test profile"
+[config]
+dataset = "cifar10-sample"
+arch = "resnet20"
+teacher_arch = "resnet20"
+batch_size = 64
+train_subset = 128
+teacher_epochs = 1
+student_epochs = 1
+guide_epochs = 0
+retrain_epochs = 1
+score_batches = 1
+calibration_batches = 1
+[[grid]]
+method = ["teacher_guided", "magnitude"]
+sparsity = [0.8]
+"""
+
+
+@dataclass(frozen=True)
+class TinyBatch:
+    """Where the tiny batch put things, and how many of its notebooks failed."""
+
+    profile: Path
+    out_dir: Path
+    book_dir: Path
+    failures: int
+
+    @property
+    def results(self) -> Path:
+        """The executed results notebook, as the book includes it."""
+        return self.book_dir / self.profile.stem / "results.ipynb"
+
+
+@pytest.fixture(scope="session")
+def tiny_batch(tmp_path_factory: pytest.TempPathFactory, isolated_cache: None) -> TinyBatch:
+    """A two-cell profile (teacher-guided and magnitude at 80 %) run once with `run_batch`: ~30 s on 2 cores."""
+    from tkdlib.batch import run_batch
+
+    root = tmp_path_factory.mktemp("tiny-batch")
+    profile = root / "tiny.toml"
+    profile.write_text(TINY_PROFILE)
+    out_dir, book_dir = root / "runs", root / "book"
+    return TinyBatch(profile, out_dir, book_dir, run_batch(profile, out_dir=out_dir, book_dir=book_dir))

@@ -1,51 +1,105 @@
-"""The batch runner executes the experiment and results notebooks with papermill, end to end."""
+"""The batch runner executes the experiment and results notebooks with papermill, end to end, and shards."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import nbformat
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tkdlib.batch import run_batch
+from tkdlib.__main__ import main
+from tkdlib.batch import cells, parse_shard, run_batch, shard
 from tkdlib.experiment import load_record
-
-PROFILE = """
-description = "tiny test profile"
-[config]
-dataset = "cifar10-sample"
-arch = "resnet20"
-teacher_arch = "resnet20"
-batch_size = 64
-train_subset = 128
-teacher_epochs = 1
-student_epochs = 1
-guide_epochs = 0
-retrain_epochs = 1
-score_batches = 1
-calibration_batches = 1
-[[grid]]
-method = ["teacher_guided", "magnitude"]
-sparsity = [0.8]
-"""
+from tkdlib.profile import load_profile
 
 
-def test_batch_runs_notebooks_and_resumes(tmp_path, capsys):
-    profile = tmp_path / "tiny.toml"
-    profile.write_text(PROFILE)
-    out_dir, book_dir = tmp_path / "runs", tmp_path / "book"
-    assert run_batch(profile, out_dir=out_dir, book_dir=book_dir) == 0
-    records = sorted(out_dir.glob("*/record.json"))
+def glued(notebook_path) -> dict[str, str]:
+    """The values a results notebook glued for the book, as text."""
+    notebook = nbformat.read(notebook_path, as_version=4)
+    outputs = [o for c in notebook.cells for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})]
+    return {o.metadata.scrapbook.name: o.data.get(f"{o.metadata.scrapbook.mime_prefix}text/plain") for o in outputs}
+
+
+def test_batch_runs_notebooks_and_resumes(tiny_batch, capsys):
+    assert tiny_batch.failures == 0
+    records = sorted(tiny_batch.out_dir.glob("*/record.json"))
     assert len(records) == 2
     executed = nbformat.read(records[0].parent / "experiment.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "hide-cell" in injected[0].metadata["tags"]
-    results = nbformat.read(book_dir / "tiny" / "results.ipynb", as_version=4)
-    glued = [o for c in results.cells for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})]
-    assert {o["metadata"]["scrapbook"]["name"] for o in glued} >= {"accuracy_at_max_teacher_guided", "accuracy_at_max_magnitude"}
-    assert "retrained accuracy" in capsys.readouterr().out
+    assert set(glued(tiny_batch.results)) >= {"accuracy_at_max_teacher_guided", "accuracy_at_max_magnitude"}
     # A second batch finds every record and recomputes nothing.
     before = {path: path.stat().st_mtime_ns for path in records}
-    assert run_batch(profile, out_dir=out_dir, book_dir=book_dir) == 0
+    assert run_batch(tiny_batch.profile, out_dir=tiny_batch.out_dir, book_dir=tiny_batch.book_dir) == 0
+    assert "retrained accuracy" in capsys.readouterr().out
     assert {path: path.stat().st_mtime_ns for path in records} == before
     assert all(load_record(path.parent)["config"]["sparsity"] == 0.8 for path in records)
     assert json.loads((records[0].parent / "config.json").read_text())["train_subset"] == 128
+    assert not list(tiny_batch.book_dir.rglob(".*")), "papermill's private output files are renamed away"
+
+
+def test_results_notebook_runs_after_one_shard(tiny_batch, tmp_path):
+    """Shard 1/2 of the tiny profile is its teacher-guided cell; with only that record present the
+    shard skips it and the results notebook reads the one record there is."""
+    first = cells(load_profile(tiny_batch.profile), tiny_batch.out_dir)[0]
+    assert first.config.method == "teacher_guided"
+    out_dir, book_dir = tmp_path / "runs", tmp_path / "book"
+    shutil.copytree(first.directory, out_dir / first.directory.name)
+    assert run_batch(tiny_batch.profile, out_dir=out_dir, book_dir=book_dir, shard_of=(1, 2)) == 0
+    values = glued(book_dir / "tiny" / "results.ipynb")
+    assert values["runs"] == "1" and "accuracy_at_max_magnitude" not in values
+
+
+@given(st.lists(st.integers(), max_size=30), st.integers(1, 8))
+def test_shards_partition_the_cells_in_order(items, count):
+    shards = [shard(items, index, count) for index in range(1, count + 1)]
+    assert sorted(x for part in shards for x in part) == sorted(items)
+    for index, part in enumerate(shards, start=1):
+        positions = [k for k in range(len(items)) if k % count == index - 1]
+        assert part == [items[k] for k in positions]
+
+
+def test_parse_shard():
+    assert parse_shard("2/5") == (2, 5)
+    assert parse_shard(" 1 / 1 ") == (1, 1)
+    for text, message in [("0/3", "numbered 1..N"), ("4/3", "numbered 1..N"), ("1/0", "numbered 1..N"),
+                          ("2", "form I/N"), ("a/b", "form I/N"), ("-1/3", "form I/N"), ("1/2/3", "form I/N")]:
+        with pytest.raises(ValueError, match=message):
+            parse_shard(text)
+
+
+FIVE_CELLS = """
+[config]
+dataset = "cifar10-sample"
+[[grid]]
+method = ["magnitude"]
+sparsity = [0.1, 0.2, 0.3, 0.4, 0.5]
+"""
+
+
+def test_dry_run_lists_only_the_shard(tmp_path, capsys):
+    profile = tmp_path / "five.toml"
+    profile.write_text(FIVE_CELLS)
+    common = ["batch", "--profile", str(profile), "--out-dir", str(tmp_path / "runs"), "--dry-run"]
+    assert main(common + ["--shard", "2/3"]) == 0
+    out = capsys.readouterr().out
+    assert "shard 2/3: 2 of 5 cells" in out
+    assert [line.split()[-2] for line in out.splitlines()[1:]] == ["s=0.2", "s=0.5"]
+    assert main(common + ["--shard", "3/3", "--only", "s=0.[1234]"]) == 0
+    assert [line.split()[-2] for line in capsys.readouterr().out.splitlines()[1:]] == ["s=0.3"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0/3", "shard 0/3 does not exist"), ("4/3", "shard 4/3 does not exist"), ("3", "shard '3' is not of the form I/N")],
+)
+def test_bad_shard_is_a_usage_error_before_any_work(tmp_path, capsys, value, message):
+    out_dir = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["batch", "--profile", "sample", "--out-dir", str(out_dir), "--shard", value])
+    assert exit_info.value.code == 2
+    assert f"argument --shard: {message}" in capsys.readouterr().err
+    assert not out_dir.exists()

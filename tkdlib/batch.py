@@ -3,15 +3,19 @@
 Each cell runs ``notebooks/experiment.ipynb`` into ``<out_dir>/<config hash>/experiment.ipynb``;
 a cell whose record exists is skipped, so a batch that was stopped resumes where it was. After
 the cells, the summary notebooks (`SUMMARY_NOTEBOOKS`) are executed into
-``book/generated/<profile>/`` for the book.
+``book/generated/<profile>/`` for the book. A job array splits a profile with shards
+(``--shard I/N``): each job runs every N-th cell, then the summary notebooks over whatever
+records exist so far.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -26,6 +30,7 @@ GENERATED = REPO_ROOT / "book" / "generated"
 SUMMARY_NOTEBOOKS = ("results", "ablations", "efficiency", "masks")
 # Config fields that the experiment notebook takes as parameters of their own; others go in `overrides`.
 NOTEBOOK_FIELDS = ("dataset", "arch", "teacher_arch", "method", "sparsity", "seed")
+T = TypeVar("T")  #: Any item type, for `shard`.
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,31 @@ def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None 
     return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """Read ``"I/N"`` (shard I of N) into ``(I, N)``; raise `ValueError` saying what is wrong."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"shard {text!r} is not of the form I/N, for example 2/5")
+    index, count = int(match[1]), int(match[2])
+    _check_shard(index, count)
+    return index, count
+
+
+def shard(items: list[T], index: int, count: int) -> list[T]:
+    """Shard `index` of `count`: the items at 0-based positions k with k mod `count` = `index` − 1.
+
+    Shards are numbered 1 to `count`; together they partition `items` and keep its order, so a job
+    array whose jobs take the same profile and options, each its own shard, runs every cell once.
+    """
+    _check_shard(index, count)
+    return items[index - 1 :: count]
+
+
+def _check_shard(index: int, count: int) -> None:
+    if count < 1 or not 1 <= index <= count:
+        raise ValueError(f"shard {index}/{count} does not exist: shards are numbered 1..N, so I/N needs 1 <= I <= N")
+
+
 def notebook_parameters(profile: Profile, cell: Cell, out_dir: Path, data_root: str | None) -> dict[str, Any]:
     """Papermill parameters that make the experiment notebook run exactly `cell.config`."""
     values = cell.config.to_dict()
@@ -66,17 +96,24 @@ def notebook_parameters(profile: Profile, cell: Cell, out_dir: Path, data_root: 
 
 
 def execute(notebook: str, output: Path, parameters: dict[str, Any]) -> None:
-    """Execute `notebooks/<notebook>` with papermill into `output`."""
+    """Execute `notebooks/<notebook>` with papermill into `output`.
+
+    Papermill writes into a private file beside `output` that replaces it once execution ends,
+    failed or not; so batches running at once (the shards of a job array all execute the results
+    notebook) never interleave their writes, and `output` is always a whole notebook.
+    """
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    running = output.with_name(f".{output.stem}.{os.getpid()}.running{output.suffix}")
     try:
         papermill.execute_notebook(
-            str(NOTEBOOKS / notebook), str(output), parameters=parameters, progress_bar=False, cwd=str(REPO_ROOT)
+            str(NOTEBOOKS / notebook), str(running), parameters=parameters, progress_bar=False, cwd=str(REPO_ROOT)
         )
     finally:
-        if output.is_file():
-            _fold_injected_parameters(output)
+        if running.is_file():
+            _fold_injected_parameters(running)
+            os.replace(running, output)
 
 
 def _fold_injected_parameters(path: Path) -> None:
@@ -99,11 +136,20 @@ def run_batch(
     only: str | None = None,
     dry_run: bool = False,
     book_dir: Path = GENERATED,
+    shard_of: tuple[int, int] | None = None,
 ) -> int:
-    """Run every missing cell of a profile, then the results notebook; returns the number of failures."""
+    """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
+
+    `shard_of` ``(I, N)`` keeps shard I of N of the cells selected by `only` (see `shard`); the
+    summary notebooks then read every finished record under the out_dir, whichever shard wrote it.
+    """
     profile = load_profile(profile_name)
     root = Path(out_dir or profile.out_dir).resolve()
     todo = cells(profile, root, only)
+    if shard_of is not None:
+        selected = len(todo)
+        todo = shard(todo, *shard_of)
+        print(f"shard {shard_of[0]}/{shard_of[1]}: {len(todo)} of {selected} cells")
     if dry_run:
         for cell in todo:
             print(f"{'done' if cell.done else 'todo'}  {cell.directory.name}  {cell.label()}")

@@ -194,6 +194,19 @@ def layer_density_heatmap(out_dir: str | Path, records: pd.DataFrame) -> plt.Fig
     return figure
 
 
+def figure_source(records: pd.DataFrame, profile: str) -> str:
+    """The sentence of a figure caption that says what the figure was drawn from.
+
+    It names the profile, how many finished runs of the main comparison (each listed by run id in
+    the book's table of every run), their seeds and their data, in Markdown.
+    """
+    records = main_comparison(records)
+    seeds = sorted(records["seed"].unique())
+    runs = f"{len(records)} finished run{'s' if len(records) > 1 else ''}"
+    seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(seed) for seed in seeds)}"
+    return f"Drawn from the {runs} of profile `{profile}` ({seed_text}; run ids under *Every run*), on {data_label(records)}."
+
+
 def run_summary(record: dict[str, Any]) -> pd.DataFrame:
     """Test accuracy (%) after each stage of one run."""
     rows = [{"stage": stage, "accuracy (%)": round(record["accuracy"][stage] * 100, 2)} for stage in STAGES if stage in record["accuracy"]]

@@ -1,0 +1,149 @@
+"""The book: it builds from a tiny batch with warnings as errors, and the browser check
+(`scripts/check_site.py`) passes on it and fails on a hand-written site with every kind of fault.
+
+Browser tests are skipped where no chromium is on PATH, except under CI (``CI=true``), where
+`.ci/run` installs it and a missing browser fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+import check_site
+from plain_docstrings import escape_bars
+
+REPO = Path(__file__).resolve().parents[1]
+needs_browser = pytest.mark.skipif(
+    check_site.find_browser() is None and os.environ.get("CI") != "true",
+    reason="no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it under CI)",
+)
+
+# A hand-written site: one clean page and pages with each fault the check must catch.
+PAGES = {
+    "index.html": '<meta http-equiv="refresh" content="0; url=good.html">',
+    "good.html": """<h1 id="top">Good</h1><a href="#top">up</a> <a href="other.html#part">other</a>
+        <a href="https://example.org/nowhere">outside</a> <img src="ok.png"> <link rel="stylesheet" href="style.css?v=1">""",
+    "other.html": '<h2 id="part">Part</h2><a name="old-anchor"></a>',
+    "bad.html": """<a href="missing.html">gone</a> <a href="other.html#nowhere">bad anchor</a>
+        <a href="#absent">bad own anchor</a> <a href="other.html#old-anchor">fine</a> <img src="img/gone.png">
+        <div class="output traceback"><pre>ZeroDivisionError  Traceback (most recent call last)
+        ZeroDivisionError: division by zero</pre></div>""",
+    "scripted.html": """<p id="here">An image and a traceback appear only once scripts run.</p>
+        <script>document.getElementById("here").insertAdjacentHTML("afterend",
+        '<img src="late.png"><pre>Traceback' + ' (most recent call last):\\n  ValueError</pre>');</script>""",
+}
+TOC = "format: jb-book\nroot: good\nchapters:\n  - file: bad\n  - file: scripted.md\n"
+
+
+@pytest.fixture
+def faulty_site(tmp_path: Path) -> Path:
+    """The hand-written site under ``_build/html`` with its ``_toc.yml`` two levels up."""
+    build = tmp_path / "_build" / "html"
+    build.mkdir(parents=True)
+    for name, body in PAGES.items():
+        (build / name).write_text(f"<!doctype html><html><head><title>{name}</title></head><body>{body}</body></html>")
+    (build / "ok.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (build / "style.css").write_text("body { margin: 0 }")
+    (tmp_path / "_toc.yml").write_text(TOC)
+    return build
+
+
+def test_toc_pages_walks_parts_chapters_and_sections(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("root: book/intro\nparts:\n  - chapters:\n    - file: a.ipynb\n      sections:\n      - file: b/c\n    - url: https://x.org\n")
+    assert check_site.toc_pages(toc) == ["book/intro.html", "a.html", "b/c.html"]
+
+
+def test_page_problems_name_each_fault(faulty_site):
+    with check_site.serve(faulty_site) as base:
+        site = check_site.Site(base)
+        problems = {page: check_site.page_problems((faulty_site / page).read_text(), base + page, site) for page in PAGES}
+    assert problems["good.html"] == problems["other.html"] == []
+    assert problems["bad.html"] == [
+        "broken link 'missing.html': /missing.html is not served",
+        "broken link 'other.html#nowhere': no anchor #nowhere in /other.html",
+        "broken link '#absent': no anchor #absent in /bad.html",
+        "missing image 'img/gone.png': /img/gone.png is not served",
+        "1 notebook output(s) of error type, the first ending 'ZeroDivisionError: division by zero'",
+    ]
+    assert problems["scripted.html"] == [], "without a browser the scripted faults stay invisible"
+
+
+@needs_browser
+def test_check_fails_on_faulty_pages_and_names_them(faulty_site, tmp_path, capsys):
+    assert check_site.main(["--build", str(faulty_site)]) == 1
+    out = capsys.readouterr().out
+    assert "ok    good.html" in out
+    assert "bad.html: broken link 'missing.html': /missing.html is not served" in out
+    assert "bad.html: missing image 'img/gone.png'" in out
+    assert "bad.html: 1 notebook output(s) of error type" in out
+    assert "scripted.html: missing image 'late.png': /late.png is not served" in out
+    assert "scripted.html: a Python traceback in the page text" in out
+    assert out.strip().endswith("3 pages checked in " + check_site.find_browser() + ": 7 problems on 2 pages")
+
+
+@needs_browser
+def test_check_passes_a_clean_site_and_takes_a_screenshot(faulty_site, tmp_path, capsys):
+    (faulty_site.parents[1] / "_toc.yml").write_text("root: good\n")
+    shot = tmp_path / "shot.png"
+    assert check_site.main(["--build", str(faulty_site), "--screenshot", str(shot)]) == 0
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    assert "no problems" in capsys.readouterr().out
+
+
+def test_check_without_a_build_says_so(tmp_path, capsys, monkeypatch):
+    (tmp_path / "_toc.yml").write_text("root: intro\n")
+    monkeypatch.setattr(check_site, "find_browser", lambda: "/bin/true")
+    assert check_site.main(["--build", str(tmp_path / "_build" / "html")]) == 2
+    assert "index.html missing" in capsys.readouterr().err
+
+
+def test_docstring_bars_are_escaped_outside_literals():
+    assert escape_bars("score |w| and ``a | b`` or |g|") == r"score \|w\| and ``a | b`` or \|g\|"
+
+
+@pytest.fixture(scope="module")
+def built_book(tiny_batch, tmp_path_factory) -> Path:
+    """The repository's book built, as `make html` does, around the tiny batch's results notebook."""
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("generated", "__pycache__"))
+    results = root / "book" / "generated" / "sample" / "results.ipynb"  # where _toc.yml looks for it
+    results.parent.mkdir(parents=True)
+    shutil.copy(tiny_batch.results, results)
+    build = "from jupyter_book.cli.main import main; main()"
+    done = subprocess.run([sys.executable, "-c", build, "build", str(root), "-W", "-n", "--keep-going"], capture_output=True, text=True)
+    assert done.returncode == 0, f"jupyter-book build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return root / "_build" / "html"
+
+
+def test_book_has_api_page_captions_and_folded_parameters(built_book):
+    api = BeautifulSoup((built_book / "book" / "api.html").read_text(), "html.parser")
+    assert api.find(id="tkdlib.losses.ca_kld") and api.find(id="tkdlib.batch.shard")
+    method = (built_book / "book" / "method.html").read_text()
+    assert 'href="api.html#tkdlib.losses.ca_kld"' in method
+    results = BeautifulSoup((built_book / "book" / "generated" / "sample" / "results.html").read_text(), "html.parser")
+    images = results.article.find_all("img")
+    assert images
+    for image in images:
+        caption = image.find_parent("figure").figcaption.get_text(" ", strip=True)
+        assert "2 finished runs of profile tiny" in caption and "JPEG re-encoding" in caption
+    injected = results.select_one("div.cell.tag_injected-parameters")
+    assert injected.find("details", class_="hide"), "papermill's injected parameters are folded"
+
+
+@needs_browser
+def test_built_book_passes_the_browser_check(built_book, tmp_path, capsys):
+    shot = tmp_path / "results.png"
+    assert check_site.main(["--build", str(built_book), "--screenshot", str(shot)]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert all(f"ok    {page}" in out for page in check_site.toc_pages(REPO / "_toc.yml")), out
+    assert shot.read_bytes().startswith(b"\x89PNG")
