@@ -202,13 +202,14 @@ def run(
         train_data = dataclasses.replace(
             train_data, images=train_data.images[: config.train_subset], labels=train_data.labels[: config.train_subset]
         )
-    mean, std = datasets.CHANNEL_STATS[config.dataset.removesuffix("-sample")]
+    spec = datasets.dataset_spec(config.dataset)
+    mean, std = spec.mean, spec.std
 
     def shuffled(phase: str) -> datasets.TensorLoader:
         """Augmented training batches with their own seed per phase, so loading a checkpoint
         instead of training it does not change the batches of later phases."""
         phase_seed = config.seed * 100 + PHASES.index(phase)
-        return datasets.TensorLoader(train_data, config.batch_size, mean, std, train=True, seed=phase_seed)
+        return datasets.TensorLoader(train_data, config.batch_size, mean, std, train=True, seed=phase_seed, pad=spec.pad)
 
     train_plain = datasets.TensorLoader(train_data, config.batch_size, mean, std, train=False)
     test_batches = datasets.TensorLoader(test_data, 256, mean, std, train=False)
