@@ -315,3 +315,15 @@ def test_tinyimagenet_of_the_wrong_size_or_missing_says_so(tmp_path, fresh_cache
     write_tiny_imagenet(tmp_path, size=32)
     with pytest.raises(ValueError, match="32×32 pixels, but tinyimagenet images are 64×64"):
         load_dataset("tinyimagenet", "test", tmp_path)
+
+
+def test_loader_rate_counts_the_timed_images_only(monkeypatch):
+    from tkdlib import throughput
+
+    clock = iter(range(100))  # every reading of the clock is one second later
+    monkeypatch.setattr(throughput, "perf_counter", lambda: next(clock))
+    batches = [(torch.zeros(n, 3, 2, 2), torch.zeros(n, dtype=torch.int64)) for n in (1000, 3, 5)]
+    assert throughput.loader_rate(batches, max_batches=1) == 3  # the warm-up batch of 1000 is not timed
+    assert throughput.loader_rate(batches, max_batches=5) == 8
+    with pytest.raises(ValueError, match="no batches left"):
+        throughput.loader_rate(batches[:1], max_batches=5)
