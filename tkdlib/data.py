@@ -1,49 +1,101 @@
-"""Datasets as in-memory uint8 arrays, and a fast loader that augments whole batches.
+"""Datasets as in-memory uint8 arrays, and loaders that batch and augment them.
 
-Sources of CIFAR-10, in the order they are looked for under the data root:
+`load_dataset(name, split, root)` is the one entry point; splits are ``"train"`` and ``"test"``.
+What each name is read from, under the data root (the `root` argument, else ``$TKD_DATA``):
 
-1. ``cifar10-jpeg.tar.gz`` (or ``cifar10/cifar10-jpeg.tar.gz``): the complete CIFAR-10 stored
-   as JPEG (exact labels and order, lossy pixels at about 30.5 dB PSNR); verified by sha256,
-   decoded once with Pillow and cached as uint8 arrays outside the data folder.
-2. ``cifar-10-batches-py``: torchvision's folder of the original pickles.
-3. With ``download=True``: torchvision downloads the originals (needs internet).
+- ``cifar10``: 1. ``cifar10-jpeg.tar.gz`` (or ``cifar10/cifar10-jpeg.tar.gz``), the complete
+  CIFAR-10 stored as JPEG (exact labels and order, lossy pixels at about 30.5 dB PSNR);
+  2. ``cifar-10-batches-py``, torchvision's folder of the original pickles; 3. with
+  ``download=True``, torchvision downloads the originals (needs internet).
+- ``cifar100``: ``cifar-100-python``, torchvision's folder of the original pickles, or with
+  ``download=True`` torchvision downloads it. This workplace has no copy.
+- ``tinyimagenet``: TinyImageNet-200, the five archives of this workplace's copy or an extracted
+  ``tiny-imagenet-200/`` folder (see `tkdlib.tinyimagenet`); ``test`` is its labelled ``val``
+  split, since the official test split has no labels.
+- ``cifar10-sample``: a class-balanced cut of the JPEG copy that ships inside the package
+  (500 train + 100 test images per class); see ``tkdlib/assets/README.md``.
 
-``cifar10-sample`` is a class-balanced cut of the JPEG copy that ships inside the package
-(500 train + 100 test images per class); see ``tkdlib/assets/README.md``.
+Every file with a recorded checksum is sha256-verified before it is first decoded (a mismatch
+names the file); torchvision checks its own pickles by md5. Archives and JPEG folders are decoded
+once (Pillow) and cached as uint8 arrays in `cache_dir()`, keyed by the archives' sha256.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import os
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
+from tkdlib import tinyimagenet
+from tkdlib.imagefiles import archive_files, decode_image, stack_images
 from tkdlib.io import atomic_write, verify_sha256
 
 DATA_ROOT_ENV = "TKD_DATA"
 CACHE_ENV = "TKD_CACHE"
 SPLITS = ("train", "test")
+WORKPLACE_DATA = "../shared/data"  # where this workplace keeps its copies, beside the repository
 
 CIFAR10_JPEG_ARCHIVE = "cifar10-jpeg.tar.gz"
 CIFAR10_JPEG_SHA256 = "84e8266a3fe1275f67a76b903144f2076b821bef777ab9eba54d140b79f7e115"
 SAMPLE_ARCHIVE = Path(__file__).parent / "assets" / "cifar10-sample-jpeg.tar.gz"
 SAMPLE_SHA256 = "94baac3de742433011454569bcbc4602fe13a7ea4f59810894ed3b4b6ccb0d95"
 
-# Per-channel mean and std of pixels / 255 on the training split.
-CHANNEL_STATS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+Triple = tuple[float, float, float]
+
+# Per-channel mean and std of pixels / 255 on the training split (std over all pixels of the split).
+CHANNEL_STATS: dict[str, tuple[Triple, Triple]] = {
+    # Published values for the original CIFAR-10 (the JPEG copy here measures 0.4913, 0.4821, 0.4465 /
+    # 0.2452, 0.2428, 0.2606: see ../shared/data/cifar10/README.md).
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    # The commonly published values for the original CIFAR-100 train set; not measured here (no copy).
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    # Measured with scripts/check_data.py (`channel_stats`) on the 100,000 train images of this
+    # workplace's copy (the dataset's own JPEGs, decoded by Pillow 13.0.0, greyscale converted to RGB);
+    # the commonly published 0.4802, 0.4481, 0.3975 / 0.2770, 0.2691, 0.2821 agree to 0.0006.
+    "tinyimagenet": ((0.4802, 0.4481, 0.3975), (0.2764, 0.2689, 0.2816)),
 }
-DATASET_NAMES = ("cifar10", "cifar10-sample")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What training needs to know about a dataset.
+
+    image_size: height = width of its images, in pixels; mean, std: `CHANNEL_STATS` of its training
+    split (pixels / 255); pad: zero padding in pixels on each side before the random training crop
+    of `image_size` pixels (4 for 32×32 CIFAR; 8 for 64×64 TinyImageNet, the same eighth of a side).
+    """
+
+    image_size: int
+    mean: Triple
+    std: Triple
+    pad: int
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec(32, *CHANNEL_STATS["cifar10"], pad=4),
+    "cifar100": DatasetSpec(32, *CHANNEL_STATS["cifar100"], pad=4),
+    "tinyimagenet": DatasetSpec(64, *CHANNEL_STATS["tinyimagenet"], pad=8),
+}
+SAMPLES = {"cifar10-sample": "cifar10"}  # bundled samples → the dataset they are cut from
+DATASET_NAMES = (*SPECS, *SAMPLES)
 
 _MEMBER = re.compile(r"^[^/]+/(train|test)/([^/]+)/(\d+)\.jpg$")
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The `DatasetSpec` of dataset `name` (a sample shares that of its dataset)."""
+    if name not in DATASET_NAMES:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}.")
+    return SPECS[SAMPLES.get(name, name)]
 
 
 @dataclass(frozen=True)
@@ -86,27 +138,39 @@ def resolve_data_root(root: str | Path | None, create: bool = False) -> Path:
     chosen = root if root not in (None, "") else os.environ.get(DATA_ROOT_ENV)
     if not chosen:
         raise FileNotFoundError(
-            "No data root given: pass data_root=... or set TKD_DATA to a folder holding "
-            f"{CIFAR10_JPEG_ARCHIVE} or cifar-10-batches-py (with internet, pass download=True), "
-            "or use the bundled dataset 'cifar10-sample'."
+            "No data root given: pass root=... (data_root=... in a Config run) or set TKD_DATA to the folder "
+            f"holding the datasets. In this workplace that is {WORKPLACE_DATA} beside the repository; with "
+            "internet, torchvision fetches CIFAR-10/100 into any folder with download=True. "
+            "The bundled 'cifar10-sample' needs no data root."
         )
     path = Path(chosen).expanduser()
     if create:
         path.mkdir(parents=True, exist_ok=True)
     if not path.is_dir():
-        raise FileNotFoundError(f"Data root {path} does not exist or is not a folder.")
+        raise FileNotFoundError(f"Data root {path} does not exist or is not a folder (in this workplace: {WORKPLACE_DATA}).")
     return path
 
 
 def load_dataset(name: str, split: str, root: str | Path | None = None, download: bool = False) -> ImageArrays:
-    """Load one split (``"train"`` or ``"test"``) of dataset `name` as uint8 arrays."""
-    if name not in DATASET_NAMES:
-        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}.")
+    """One split of dataset `name` as uint8 arrays (N, H, W, 3) with int64 labels.
+
+    name: one of `DATASET_NAMES`; split: ``"train"`` or ``"test"`` (for TinyImageNet, ``"test"`` is
+    its labelled ``val`` split); root: the data root (default ``$TKD_DATA``; unused by samples);
+    download: let torchvision fetch CIFAR-10/100 into `root` (needs internet).
+    """
+    spec = dataset_spec(name)
     if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
-    if name == "cifar10-sample":
-        return read_jpeg_archive(SAMPLE_ARCHIVE, SAMPLE_SHA256)[split]
-    return _load_cifar10(split, resolve_data_root(root, create=download), download)
+        raise ValueError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)} (TinyImageNet's val split is 'test').")
+    if name in SAMPLES:
+        arrays = read_jpeg_archive(SAMPLE_ARCHIVE, SAMPLE_SHA256)[split]
+    else:
+        arrays = _LOADERS[name](split, resolve_data_root(root, create=download), download)
+    if arrays.images.shape[1:3] != (spec.image_size, spec.image_size):
+        raise ValueError(
+            f"{arrays.source}: images are {arrays.images.shape[1]}×{arrays.images.shape[2]} pixels, but {name} "
+            f"images are {spec.image_size}×{spec.image_size}; is this the right data for {name}?"
+        )
+    return arrays
 
 
 def _load_cifar10(split: str, root: Path, download: bool) -> ImageArrays:
@@ -114,19 +178,59 @@ def _load_cifar10(split: str, root: Path, download: bool) -> ImageArrays:
         if candidate.is_file():
             return read_jpeg_archive(candidate, CIFAR10_JPEG_SHA256)[split]
     if download or (root / "cifar-10-batches-py").is_dir():
-        from torchvision.datasets import CIFAR10
-
-        dataset = CIFAR10(str(root), train=split == "train", download=download)
-        return ImageArrays(
-            images=np.asarray(dataset.data, dtype=np.uint8),
-            labels=np.asarray(dataset.targets, dtype=np.int64),
-            classes=tuple(dataset.classes),
-            source=f"torchvision CIFAR10 pickles in {root / 'cifar-10-batches-py'}",
-        )
+        return _torchvision_cifar("CIFAR10", split, root, download)
     raise FileNotFoundError(
         f"No CIFAR-10 under {root}: expected {CIFAR10_JPEG_ARCHIVE} (or cifar10/{CIFAR10_JPEG_ARCHIVE}) "
-        "or cifar-10-batches-py; with internet, pass download=True."
+        f"or cifar-10-batches-py; with internet, pass download=True (in this workplace: root={WORKPLACE_DATA})."
     )
+
+
+def _load_cifar100(split: str, root: Path, download: bool) -> ImageArrays:
+    if download or (root / "cifar-100-python").is_dir():
+        return _torchvision_cifar("CIFAR100", split, root, download)
+    raise FileNotFoundError(
+        f"No CIFAR-100 under {root}: expected torchvision's cifar-100-python folder; with internet, pass "
+        "download=True and torchvision fetches it. This workplace has no copy of CIFAR-100."
+    )
+
+
+def _torchvision_cifar(class_name: str, split: str, root: Path, download: bool) -> ImageArrays:
+    """Torchvision's `CIFAR10` or `CIFAR100` (fine labels) under `root`; torchvision checks the md5s."""
+    import torchvision.datasets
+
+    dataset = getattr(torchvision.datasets, class_name)(str(root), train=split == "train", download=download)
+    return ImageArrays(
+        images=np.asarray(dataset.data, dtype=np.uint8),
+        labels=np.asarray(dataset.targets, dtype=np.int64),
+        classes=tuple(dataset.classes),
+        source=f"torchvision {class_name} pickles in {root / dataset.base_folder}",
+    )
+
+
+def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageArrays:
+    copy = tinyimagenet.find_copy(root)
+    stored = _cached_arrays(copy.cache_key(split), lambda: copy.decode(split))
+    return ImageArrays(stored["images"], stored["labels"], tuple(str(c) for c in stored["classes"]), copy.describe(split))
+
+
+_LOADERS: dict[str, Callable[[str, Path, bool], ImageArrays]] = {
+    "cifar10": _load_cifar10,
+    "cifar100": _load_cifar100,
+    "tinyimagenet": _load_tinyimagenet,
+}
+
+
+def _cached_arrays(key: str, decode: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays stored under `key` in `cache_dir()`; on a miss, `decode()` them and store them
+    (uncompressed ``.npz``, written atomically)."""
+    path = cache_dir() / f"{key}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    arrays = decode()
+    with atomic_write(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    return arrays
 
 
 def read_jpeg_archive(archive: str | Path, sha256: str) -> dict[str, ImageArrays]:
@@ -136,47 +240,51 @@ def read_jpeg_archive(archive: str | Path, sha256: str) -> dict[str, ImageArrays
     in `cache_dir()` under the archive's sha256, so later calls load in well under a second.
     """
     archive = Path(archive)
-    cached = cache_dir() / f"{sha256}.npz"
-    if not cached.is_file():
+
+    def decode() -> dict[str, np.ndarray]:
         verify_sha256(archive, sha256)
-        arrays = _decode_jpeg_archive(archive)
-        with atomic_write(cached, "wb") as handle:
-            np.savez(handle, **arrays)
-    with np.load(cached) as stored:
-        classes = tuple(str(c) for c in stored["classes"])
-        source = f"{archive.name} (JPEG re-encoding of CIFAR-10, sha256 {sha256[:12]})"
-        return {
-            split: ImageArrays(stored[f"{split}_images"], stored[f"{split}_labels"], classes, source)
-            for split in SPLITS
-        }
+        return _decode_jpeg_archive(archive)
+
+    stored = _cached_arrays(sha256, decode)
+    classes = tuple(str(c) for c in stored["classes"])
+    source = f"{archive.name} (JPEG re-encoding of CIFAR-10, sha256 {sha256[:12]})"
+    return {split: ImageArrays(stored[f"{split}_images"], stored[f"{split}_labels"], classes, source) for split in SPLITS}
 
 
 def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
     """Decode every ``<split>/<class>/<index>.jpg`` member; sort each split by index."""
-    found: dict[str, list[tuple[int, str, np.ndarray]]] = {split: [] for split in SPLITS}
+    found: dict[str, list[tuple[int, str, str, np.ndarray]]] = {split: [] for split in SPLITS}
     classes: list[str] | None = None
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            if member.name.endswith("/classes.txt"):
-                classes = tar.extractfile(member).read().decode().split()
-                continue
-            match = _MEMBER.match(member.name)
-            if match is None:
-                continue
+    for name, read in archive_files(archive):
+        if name.endswith("/classes.txt"):
+            classes = read().decode().split()
+        elif match := _MEMBER.match(name):
             split, class_name, index = match.group(1), match.group(2), int(match.group(3))
-            with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
-                found[split].append((index, class_name, np.asarray(image.convert("RGB"), dtype=np.uint8)))
+            found[split].append((index, name, class_name, decode_image(read())))
     if classes is None:
         raise ValueError(f"{archive}: no classes.txt inside; is this a cifar10-jpeg archive?")
     class_index = {name: i for i, name in enumerate(classes)}
     arrays: dict[str, np.ndarray] = {"classes": np.array(classes)}
     for split, items in found.items():
         items.sort(key=lambda item: item[0])
-        arrays[f"{split}_images"] = np.stack([pixels for _, _, pixels in items])
-        arrays[f"{split}_labels"] = np.array([class_index[name] for _, name, _ in items], dtype=np.int64)
+        arrays[f"{split}_images"] = stack_images([pixels for *_, pixels in items], [name for _, name, _, _ in items])
+        arrays[f"{split}_labels"] = np.array([class_index[class_name] for _, _, class_name, _ in items], dtype=np.int64)
     return arrays
+
+
+def channel_stats(images: np.ndarray, chunk: int = 2048) -> tuple[Triple, Triple]:
+    """Per-channel mean and population std of pixels / 255 over uint8 images (N, H, W, 3),
+    summed in float64 over chunks of `chunk` images (memory stays small for 100,000 images)."""
+    sums = np.zeros(3)
+    squares = np.zeros(3)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].reshape(-1, 3).astype(np.float64) / 255
+        sums += block.sum(axis=0)
+        squares += np.square(block).sum(axis=0)
+    count = images.shape[0] * images.shape[1] * images.shape[2]
+    mean = sums / count
+    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 def write_class_balanced_sample(
@@ -204,10 +312,13 @@ class TensorLoader:
     """Batches from in-memory images, augmented and normalized on whole batches.
 
     Yields ``(x, y)``: x float32 (B, 3, H, W) in channels_last memory format, normalized with the
-    dataset's mean/std; y int64 (B,). With ``train=True`` the order is shuffled and each batch gets
-    a random crop from the image padded by `pad` pixels (zeros) and a random horizontal flip; the
-    last partial batch is dropped. Deterministic: epoch e draws from a generator seeded with
-    (seed, e), so the same seed gives the same batches.
+    dataset's mean/std (`DatasetSpec`); y int64 (B,). With ``train=True`` the order is shuffled and
+    each batch gets a random H×W crop from the image padded by `pad` pixels of zeros on each side
+    (`DatasetSpec.pad`: 4 for 32×32, 8 for 64×64) and a random horizontal flip; the last partial
+    batch is dropped. Any image size works. The images live on `device` (CPU, or a CUDA device:
+    the whole uint8 set is copied there once) and every batch is made there; the random draws
+    come from a CPU generator, so batches are the same on every device. Deterministic: epoch e
+    draws from a generator seeded with (seed, e), so the same seed gives the same batches.
     """
 
     def __init__(
@@ -223,12 +334,17 @@ class TensorLoader:
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if pad < 0:
+            raise ValueError(f"pad must be ≥ 0 pixels, got {pad}")
         self.device = torch.device(device)
-        self.images = torch.from_numpy(data.images).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+        self.images = torch.from_numpy(data.images).to(self.device)  # (N, H, W, 3) uint8
         self.labels = torch.from_numpy(data.labels).to(self.device)
         self.batch_size = batch_size
-        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
+        # mean and std of pixel values (0..255) repeated along an image row (W·3 values, RGB RGB …), so
+        # that normalizing (B·H, W·3) rows runs over long contiguous rows rather than triples
+        width = data.images.shape[2]
+        self.row_mean = (torch.tensor(mean, device=self.device) * 255).repeat(width)
+        self.row_std = (torch.tensor(std, device=self.device) * 255).repeat(width)
         self.train = train
         self.seed = seed
         self.pad = pad
@@ -245,27 +361,84 @@ class TensorLoader:
         order = torch.randperm(n, generator=generator) if self.train else torch.arange(n)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size].to(self.device)
-            images = self.images[index]
-            if self.train:
-                images = self._augment(images, generator)
-            x = (images.float() - self.mean) / self.std
-            yield x.contiguous(memory_format=torch.channels_last), self.labels[index]
+            with _one_cpu_thread(self.device):
+                images = self.images.index_select(0, index)  # (B, H, W, 3)
+                x = (self._augment(images, generator) if self.train else images).float()
+                x.view(-1, self.row_mean.numel()).sub_(self.row_mean).div_(self.row_std)
+            yield x.permute(0, 3, 1, 2), self.labels[index]  # (B, 3, H, W), channels_last in memory
 
     def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return random_crop_flip(images, self.pad, generator)
+        return crop_and_flip(images, self.pad, generator)
+
+
+def crop_and_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Per image: a random crop of the image zero-padded by `pad` pixels, then a random horizontal
+    flip. Channels-last (B, H, W, C) in and out, any dtype and device; `generator` is a CPU
+    generator. One gather of B windows from a view, no per-pixel index."""
+    batch, height, width, _ = images.shape
+    device = images.device
+    span = 2 * pad + 1  # possible offsets per axis
+    top = torch.randint(0, span, (batch,), generator=generator).to(device)
+    left = torch.randint(0, span, (batch,), generator=generator).to(device)
+    flip = (torch.rand(batch, generator=generator) < 0.5).to(device)
+    padded = torch.nn.functional.pad(images, (0, 0, pad, pad, pad, pad))
+    padded_and_mirrored = torch.cat([padded, padded.flip(2)])  # (2B, H + 2 pad, W + 2 pad, C)
+    windows = padded_and_mirrored.unfold(1, height, 1).unfold(2, width, 1).permute(0, 1, 2, 4, 5, 3)  # (2B, span, span, H, W, C) view
+    # The mirror of the crop at (top, left) is the crop at (top, span - 1 - left) of the mirrored image.
+    source = torch.arange(batch, device=device) + batch * flip
+    return windows[source, top, torch.where(flip, span - 1 - left, left)]
 
 
 def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Per image: a random crop of the image zero-padded by `pad` pixels, then a random
-    horizontal flip. (B, C, H, W) in and out, any dtype and device; `generator` lives on the CPU."""
-    batch, _, height, width = images.shape
-    device = images.device
-    padded = torch.nn.functional.pad(images, (pad,) * 4)
-    top = torch.randint(0, 2 * pad + 1, (batch,), generator=generator).to(device)
-    left = torch.randint(0, 2 * pad + 1, (batch,), generator=generator).to(device)
-    rows = (top[:, None] + torch.arange(height, device=device))[:, :, None]  # (B, H, 1)
-    cols = (left[:, None] + torch.arange(width, device=device))[:, None, :]  # (B, 1, W)
-    batch_index = torch.arange(batch, device=device)[:, None, None]
-    cropped = padded.permute(0, 2, 3, 1)[batch_index, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
-    flip = (torch.rand(batch, generator=generator) < 0.5).to(device)
-    return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
+    """`crop_and_flip` for (B, C, H, W) batches, e.g. normalized model inputs; same layout out."""
+    return crop_and_flip(images.permute(0, 2, 3, 1), pad, generator).permute(0, 3, 1, 2)
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run small CPU tensor work on one thread, as DataLoader workers do: intra-op threads gain
+    nothing on batch-sized copies and stall for milliseconds when other processes hold the cores."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _PILImages(Dataset):
+    """`ImageArrays` as torchvision datasets give images: ``(transform(PIL image), label)`` pairs."""
+
+    def __init__(self, data: ImageArrays, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.images = data.images
+        self.labels = data.labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def torchvision_loader(
+    data: ImageArrays, batch_size: int, spec: DatasetSpec, train: bool, workers: int = 2, seed: int = 0
+) -> DataLoader:
+    """The conventional pipeline over the same arrays, to compare `TensorLoader` with: a torchvision
+    `DataLoader` with `workers` processes, each image a PIL image through ``RandomCrop(H, padding=pad)``
+    and ``RandomHorizontalFlip()`` (train only), ``ToTensor()`` and ``Normalize(mean, std)``.
+
+    Yields x float32 (B, 3, H, W) (contiguous, not channels_last) and y int64 (B,); train: shuffled,
+    last partial batch dropped, as `TensorLoader`.
+    """
+    from torchvision import transforms
+
+    augment = [transforms.RandomCrop(data.images.shape[1], padding=spec.pad), transforms.RandomHorizontalFlip()]
+    transform = transforms.Compose([*(augment if train else []), transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
+    return DataLoader(
+        _PILImages(data, transform), batch_size, shuffle=train, drop_last=train, num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
+    )

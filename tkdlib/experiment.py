@@ -85,12 +85,13 @@ class _Data:
         self.train = train
         self.test = datasets.load_dataset(config.dataset, "test", data_root)
         self.config = config
-        self.mean, self.std = datasets.CHANNEL_STATS[config.dataset.removesuffix("-sample")]
+        self.spec = datasets.dataset_spec(config.dataset)
+        self.mean, self.std = self.spec.mean, self.spec.std
         self.input_shape = (3, *train.images.shape[1:3])
 
     def _loader(self, arrays: datasets.ImageArrays, name: str) -> datasets.TensorLoader:
         seed = self.config.seed * 1_000_003 + zlib.crc32(name.encode())
-        return datasets.TensorLoader(arrays, self.config.batch_size, self.mean, self.std, train=True, seed=seed)
+        return datasets.TensorLoader(arrays, self.config.batch_size, self.mean, self.std, train=True, seed=seed, pad=self.spec.pad)
 
     def shuffled(self, name: str) -> Batches:
         """Augmented training batches whose seed depends on the phase `name` only, so loading a

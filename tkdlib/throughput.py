@@ -1,0 +1,96 @@
+"""Throughput: images per second of batch loaders and of training steps.
+
+Used by ``benchmarks/loader.py`` and ``scripts/check_data.py`` to compare `TensorLoader` with the
+conventional torchvision pipeline on the same arrays, and to show whether loading or training
+bounds an epoch. Rates are wall-clock images per second on whatever the machine is doing at the
+time, so each is the best of `repeats` measurements.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from time import perf_counter
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tkdlib.data import DatasetSpec, ImageArrays, TensorLoader, torchvision_loader
+from tkdlib.models import build_model
+
+
+def loader_rate(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_batches: int, warmup: int = 1) -> float:
+    """Images per second drawn from one pass over `batches`: the first `warmup` batches (worker
+    start-up, first touches) are drawn but not timed, then at most `max_batches` are timed."""
+    iterator = iter(batches)
+    for _ in itertools.islice(iterator, warmup):
+        pass
+    images = 0
+    start = perf_counter()
+    for _, y in itertools.islice(iterator, max_batches):
+        images += len(y)
+    seconds = perf_counter() - start
+    if images == 0:
+        raise ValueError(f"no batches left to time after {warmup} warm-up batches; use more data or smaller batches")
+    return images / seconds
+
+
+@dataclass(frozen=True)
+class LoaderComparison:
+    """Images per second of `TensorLoader` and of the torchvision pipeline on the same data."""
+
+    tensor: float
+    torchvision: float
+    workers: int
+
+    @property
+    def ratio(self) -> float:
+        return self.tensor / self.torchvision
+
+    def describe(self) -> str:
+        return (
+            f"TensorLoader {self.tensor:,.0f} img/s, torchvision DataLoader + PIL transforms "
+            f"({self.workers} workers) {self.torchvision:,.0f} img/s: ratio {self.ratio:.1f}×"
+        )
+
+
+def compare_loaders(
+    data: ImageArrays, spec: DatasetSpec, batch_size: int = 128, workers: int = 2, max_batches: int = 100, repeats: int = 3
+) -> LoaderComparison:
+    """Training-mode (shuffle, crop, flip, normalize) rates of both loaders on `data`, measured
+    alternately, `repeats` times each, best of each kept."""
+    tensor, vision = [], []
+    for repeat in range(repeats):
+        fast = TensorLoader(data, batch_size, spec.mean, spec.std, train=True, seed=repeat, pad=spec.pad)
+        tensor.append(loader_rate(fast, max_batches))
+        vision.append(loader_rate(torchvision_loader(data, batch_size, spec, train=True, workers=workers, seed=repeat), max_batches))
+    return LoaderComparison(max(tensor), max(vision), workers)
+
+
+def train_step_rate(
+    arch: str, batch_size: int, image_size: int, num_classes: int, steps: int = 10, warmup: int = 2, repeats: int = 2
+) -> float:
+    """Images per second of SGD training steps of a fresh `arch` (forward, cross-entropy, backward,
+    update) on random (batch_size, 3, image_size, image_size) channels_last batches; best of `repeats`."""
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch_size, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (batch_size,))
+    rates = []
+    for _ in range(repeats):
+        for _ in range(warmup):
+            _step(model, optimizer, x, y)
+        start = perf_counter()
+        for _ in range(steps):
+            _step(model, optimizer, x, y)
+        rates.append(steps * batch_size / (perf_counter() - start))
+    return max(rates)
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    optimizer.step()
