@@ -9,7 +9,7 @@ from tkdlib.report import figure_source
 
 def test_figure_source_names_profile_runs_seeds_and_data():
     records = pd.DataFrame(
-        {"seed": [1, 0, 1], "dataset": ["cifar10"] * 3, "data": ["cifar10-jpeg.tar.gz (JPEG re-encoding of CIFAR-10)"] * 3}
+        {"seed": [1, 0, 1], "variant": [""] * 3, "dataset": ["cifar10"] * 3, "data": ["cifar10-jpeg.tar.gz (JPEG re-encoding of CIFAR-10)"] * 3}
     )
     text = figure_source(records, "cpu")
     assert text.startswith("Drawn from the 3 finished runs of profile `cpu` (seeds 0, 1;")
