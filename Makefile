@@ -23,7 +23,7 @@ batch: $(STAMP)
 	$(BIN)/python -m tkdlib batch --profile $(PROFILE)
 
 html: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 ## The whole test suite (pytest exits 5 when it collects nothing: that fails too).

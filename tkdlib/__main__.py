@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run only shard I of N (1 <= I <= N) of the selected cells, for job arrays: cell k of the stable order goes to shard k mod N + 1",
     )
     batch.add_argument("--dry-run", action="store_true", help="list the cells (of the shard) and whether each is done")
+    batch.add_argument(
+        "--no-notebooks", action="store_true", help="run the cells directly, without papermill or summary notebooks (same records)"
+    )
     args = parser.parse_args(argv)
-    failures = run_batch(args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard)
+    failures = run_batch(args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard, notebooks=not args.no_notebooks)
     return 1 if failures else 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from tkdlib.io import atomic_write
-from tkdlib.experiment import Config, load_record, run_dir
+from tkdlib.experiment import Config, load_record, run, run_dir
 from tkdlib.profile import Profile, load_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,15 @@ def _check_shard(index: int, count: int) -> None:
         raise ValueError(f"shard {index}/{count} does not exist: shards are numbered 1..N, so I/N needs 1 <= I <= N")
 
 
+def _shown(path: Path) -> str:
+    """`path` as the notebooks get it: relative to the repository when inside it (the notebooks
+    run there), so executed notebooks do not show this machine's folders."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def notebook_parameters(profile: Profile, cell: Cell, out_dir: Path, data_root: str | None) -> dict[str, Any]:
     """Papermill parameters that make the experiment notebook run exactly `cell.config`."""
     values = cell.config.to_dict()
@@ -91,7 +101,7 @@ def notebook_parameters(profile: Profile, cell: Cell, out_dir: Path, data_root: 
         "profile": profile.reference,
         "overrides": {k: v for k, v in cell.changes.items() if k not in NOTEBOOK_FIELDS},
         "data_root": data_root,
-        "out_dir": str(out_dir),
+        "out_dir": _shown(out_dir),
     }
 
 
@@ -137,11 +147,14 @@ def run_batch(
     dry_run: bool = False,
     book_dir: Path = GENERATED,
     shard_of: tuple[int, int] | None = None,
+    notebooks: bool = True,
 ) -> int:
     """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
 
     `shard_of` ``(I, N)`` keeps shard I of N of the cells selected by `only` (see `shard`); the
     summary notebooks then read every finished record under the out_dir, whichever shard wrote it.
+    With `notebooks` false the cells are run directly with `tkdlib.experiment.run`, without
+    papermill, executed notebooks or summary notebooks (the same records).
     """
     profile = load_profile(profile_name)
     root = Path(out_dir or profile.out_dir).resolve()
@@ -156,22 +169,27 @@ def run_batch(
         return 0
     failures: list[str] = []
     for cell in tqdm(todo, desc=f"batch {profile.name}", unit="run"):
-        if not cell.done:
+        if cell.done:
+            continue
+        if notebooks:
             parameters = notebook_parameters(profile, cell, root, data_root)
-            failures += _attempt(cell.label(), "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
-    summary = {"profile": profile.reference, "out_dir": str(root)}
-    for name in SUMMARY_NOTEBOOKS:
-        failures += _attempt(name, f"{name}.ipynb", book_dir / profile.name / f"{name}.ipynb", summary)
+            failures += _attempt(cell.label(), lambda: execute("experiment.ipynb", cell.directory / "experiment.ipynb", parameters), cell.directory)
+        else:
+            failures += _attempt(cell.label(), lambda: run(cell.config, root, data_root), cell.directory)
+    summary = {"profile": profile.reference, "out_dir": _shown(root)}
+    for name in SUMMARY_NOTEBOOKS if notebooks else ():
+        output = book_dir / profile.name / f"{name}.ipynb"
+        failures += _attempt(name, lambda: execute(f"{name}.ipynb", output, summary), output)
     print(summary_table(todo))
     for failure in failures:
         print(f"FAILED {failure}")
     return len(failures)
 
 
-def _attempt(label: str, notebook: str, output: Path, parameters: dict[str, Any]) -> list[str]:
-    """Execute a notebook; on failure return one line saying where to look, instead of raising."""
+def _attempt(label: str, work: Callable[[], object], output: Path) -> list[str]:
+    """Do `work`; on failure return one line saying where to look (`output`), instead of raising."""
     try:
-        execute(notebook, output, parameters)
+        work()
     except Exception as error:  # papermill's errors carry the failing cell; the executed notebook keeps it
         last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         return [f"{label}: {last_line} (see {output})"]

@@ -53,6 +53,17 @@ def load_records(out_dir: str | Path, profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["variant", "method", "sparsity", "seed"], ignore_index=True)
 
 
+def failed_runs(out_dir: str | Path) -> pd.DataFrame:
+    """Runs under `out_dir` whose record says they failed, with the error that stopped them."""
+    rows = []
+    for path in sorted(Path(out_dir).glob(f"*/{RECORD_NAME}")):
+        record = json.loads(path.read_text())
+        if record.get("status") == "failed":
+            config = record["config"]
+            rows.append({"run": record["config_hash"], "method": config["method"], "sparsity": config["sparsity"], "error": record["error"]})
+    return pd.DataFrame(rows, columns=["run", "method", "sparsity", "error"])
+
+
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     config, compute = record["config"], record["compute"]
     return {
@@ -236,8 +247,10 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
     """Numbers for the book's text, from the main comparison at its highest sparsity.
 
     Keys: ``runs``, ``max_sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` (%),
-    ``accuracy_at_max_<method>`` (%) for each method, and ``imp_image_ratio`` / ``imp_flop_ratio``
-    (IMP's cost over ours) when both ran.
+    ``accuracy_at_max_<method>`` (%) for each method; when ours ran beside others,
+    ``methods_at_max``, ``ours_rank_at_max`` (1 = most accurate) and ``gap_to_best_other_at_max``
+    (percentage points, negative when another method is more accurate); and ``imp_image_ratio`` /
+    ``imp_flop_ratio`` (IMP's cost over ours) when both ran.
     """
     main = main_comparison(records)
     top = main[main["sparsity"] == main["sparsity"].max()]
@@ -249,6 +262,11 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         "dense_accuracy": float(main["acc_dense"].mean() * 100),
         **{f"accuracy_at_max_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
     }
+    if OURS in by_method.index and len(by_method) > 1:
+        ranked = by_method["acc_retrained"].sort_values(ascending=False)
+        numbers["methods_at_max"] = len(ranked)
+        numbers["ours_rank_at_max"] = int(list(ranked.index).index(OURS)) + 1
+        numbers["gap_to_best_other_at_max"] = float((ranked[OURS] - ranked.drop(OURS).max()) * 100)
     if {"imp", OURS} <= set(by_method.index):
         numbers["imp_image_ratio"] = float(by_method.loc["imp", "total_images"] / by_method.loc[OURS, "total_images"])
         numbers["imp_flop_ratio"] = float(by_method.loc["imp", "total_flops"] / by_method.loc[OURS, "total_flops"])
