@@ -46,6 +46,13 @@ def tiny_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(torch.randn(8, 3, 8, 8, generator=generator), torch.randint(0, 4, (8,), generator=generator)) for _ in range(3)]
 
 
+# The smallest run that exercises every phase: 128 sample images, one epoch per phase, one batch
+# per scoring or calibration step. Tests override what they measure.
+TINY_RUN = dict(
+    dataset="cifar10-sample", arch="resnet20", teacher_arch="resnet20", batch_size=64, train_subset=128,
+    teacher_epochs=1, student_epochs=1, guide_epochs=1, retrain_epochs=1, score_batches=1, calibration_batches=1, sparsity=0.8,
+)
+
 TINY_PROFILE = """
 description = "tiny test profile"
 [config]

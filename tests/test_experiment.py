@@ -8,22 +8,11 @@ import pytest
 from tkdlib import experiment
 from tkdlib.config import METHODS
 from tkdlib.experiment import Config, run
-from tkdlib.profile import load_profile
+from tkdlib.profile import available_profiles, load_profile
 
-TINY = dict(
-    dataset="cifar10-sample",
-    arch="resnet20",
-    teacher_arch="resnet20",
-    batch_size=64,
-    train_subset=256,
-    teacher_epochs=1,
-    student_epochs=1,
-    guide_epochs=1,
-    retrain_epochs=1,
-    score_batches=2,
-    calibration_batches=2,
-    sparsity=0.9,
-)
+from conftest import TINY_RUN
+
+TINY = {**TINY_RUN, "train_subset": 256, "score_batches": 2, "calibration_batches": 2, "sparsity": 0.9}
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +126,9 @@ def test_profile_grids_are_a_union_without_duplicates(tmp_path):
     configs = load_profile(path).configs()
     assert len(configs) == 5  # 4 from the first grid; (0.9, normalize on) repeats, (0.9, off) is new
     assert sum(not c.normalize_logits for c in configs) == 1
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_every_bundled_profile_is_valid(name):
+    profile = load_profile(name)
+    assert profile.configs() and profile.description

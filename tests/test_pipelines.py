@@ -8,10 +8,9 @@ from tkdlib.compute import forward_flops
 from tkdlib.experiment import Config, run
 from tkdlib.pipelines import overlap_scores, round_sparsities
 
-TINY = dict(
-    teacher_arch="resnet20", batch_size=64, train_subset=256, teacher_epochs=1, student_epochs=2,
-    guide_epochs=1, retrain_epochs=1, score_batches=1, calibration_batches=1, sparsity=0.8,
-)
+from conftest import TINY_RUN
+
+TINY = {**TINY_RUN, "train_subset": 256, "student_epochs": 2}
 STEPS_PER_EPOCH = 256 // 64
 
 

@@ -13,10 +13,9 @@ from tkdlib import pipelines
 from tkdlib.config import METHODS
 from tkdlib.experiment import Config, load_record, run, run_dir
 
-TINY = dict(
-    teacher_arch="resnet20", batch_size=64, train_subset=128, teacher_epochs=1, student_epochs=1,
-    guide_epochs=1, retrain_epochs=1, score_batches=1, calibration_batches=1, sparsity=0.8,
-)
+from conftest import TINY_RUN
+
+TINY = TINY_RUN
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +124,9 @@ def test_config_json_round_trip(method, sparsity, seed, gamma, alpha, temperatur
     text = json.dumps(config.to_dict(), sort_keys=True)
     assert Config.from_dict(json.loads(text)) == config
     assert json.dumps(Config.from_dict(json.loads(text)).to_dict(), sort_keys=True) == text
+
+
+def test_missing_data_fails_before_anything_is_written(tmp_path):
+    with pytest.raises(FileNotFoundError, match="TKD_DATA"):
+        run(Config(**{**TINY, "dataset": "cifar10"}), tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

@@ -217,9 +217,9 @@ def run(config: Config, out_dir: str | Path, data_root: str | Path | None = None
     existing = load_record(directory, config)
     if existing is not None:
         return existing
-    _check_writable(directory)
     started = time.perf_counter()
-    data = _Data(config, data_root)
+    data = _Data(config, data_root)  # a missing or wrong dataset fails here, before anything is written
+    _check_writable(directory)
     write_json(directory / "config.json", config.to_dict())
     try:
         record = _execute(config, data, directory, Path(out_dir) / "checkpoints", progress)
