@@ -220,6 +220,7 @@ def run(config: Config, out_dir: str | Path, data_root: str | Path | None = None
     accuracy.update(outcome.accuracy)
     accuracy["retrained"] = evaluate(outcome.model, test_batches)
     outcome.mask.save(directory / "mask.pt")
+    save_torch(directory / "model.pt", outcome.model.state_dict())
     parameters = prunable_parameters(outcome.model, config.prune_first_layer, config.prune_classifier)
 
     record = {
