@@ -1,12 +1,115 @@
-"""Command line: ``python -m tkdlib batch --profile sample``."""
+"""Command line: ``python -m tkdlib prune``, ``report`` and ``batch`` (``--help`` on each)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import tomllib
+from pathlib import Path
+from typing import Any
 
 from tkdlib.batch import parse_shard, run_batch
+from tkdlib.config import METHODS, SELF_TEACHER, Config
+from tkdlib.data import DATASET_NAMES
+from tkdlib.masks import Mask
+from tkdlib.models import ARCHITECTURES
 from tkdlib.profile import available_profiles
+
+PRUNE_EXAMPLE = """\
+examples:
+  python -m tkdlib prune --config run.toml
+  python -m tkdlib prune --method magnitude --sparsity 0.8 --out-dir runs/mine
+  python -m tkdlib prune --config run.toml --sparsity 0.95   # flags override the file
+
+run.toml holds Config fields at its top level, for example:
+  dataset = "cifar10-sample"
+  arch = "resnet20"
+  teacher_arch = "resnet56"
+  method = "teacher_guided"
+  sparsity = 0.9
+  student_epochs = 30
+
+The run directory <out-dir>/<config hash>/ receives record.json, mask.pt (+ mask.pt.json,
+the sparsity report) and model.pt (the retrained student's state_dict); a finished run is not
+recomputed. Sparsity is the fraction of prunable weights removed (0.9 = 90 % zeros).
+"""
+
+# Config fields whose value is a name: their choices are listed in --help.
+CHOICES = {"dataset": DATASET_NAMES, "arch": tuple(ARCHITECTURES), "teacher_arch": (*ARCHITECTURES, SELF_TEACHER), "method": METHODS}
+
+REPORT_EXAMPLE = """\
+example:
+  python -m tkdlib report runs/cli/0123456789ab/mask.pt
+"""
+
+
+def _toml_value(text: str) -> Any:
+    """A flag's value read as a TOML value (0.9, 3, true, "a b"); anything else is a plain string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
+    """The ``prune`` and ``report`` subcommands."""
+    prune = commands.add_parser(
+        "prune",
+        help="run one experiment (train, prune, retrain) on the project's models",
+        description="Run one experiment with tkdlib.experiment.run and print where its record, mask and model are.",
+        epilog=PRUNE_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prune.add_argument("--config", type=Path, default=None, help="a TOML file of Config fields (flags override it)")
+    prune.add_argument("--out-dir", default="runs/cli", help="where runs live (default: runs/cli)")
+    prune.add_argument("--data-root", default=None, help="folder holding the datasets (default: $TKD_DATA)")
+    fields = prune.add_argument_group("Config fields", "values in TOML syntax: 0.9, 3, true, resnet20 (see tkdlib.config.Config)")
+    for field in dataclasses.fields(Config):
+        flag = f"--{field.name.replace('_', '-')}"
+        choices = f"one of {', '.join(CHOICES[field.name])}; " if field.name in CHOICES else ""
+        fields.add_argument(flag, dest=field.name, type=_toml_value, default=None, metavar="VALUE", help=f"{choices}default: {field.default!r}")
+    report = commands.add_parser(
+        "report",
+        help="print the overall and per-layer density of a saved mask",
+        description="Print the overall and per-layer density (fraction of weights kept) of a mask written by Mask.save.",
+        epilog=REPORT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("mask", type=Path, help="a mask file written by Mask.save (e.g. <run directory>/mask.pt)")
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """Validate the config (exit 2 with a one-line error), run it, print where its files are."""
+    try:
+        values = tomllib.loads(args.config.read_text()) if args.config else {}
+        flags = {field.name: getattr(args, field.name) for field in dataclasses.fields(Config)}
+        config = Config.from_dict({**values, **{name: value for name, value in flags.items() if value is not None}})
+    except (OSError, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from tkdlib.experiment import RECORD_NAME, run, run_dir
+
+    record = run(config, args.out_dir, args.data_root, progress=sys.stderr.isatty())
+    directory = run_dir(config, args.out_dir)
+    print(f"run:    {directory}")
+    print(f"record: {directory / RECORD_NAME}")
+    print(f"mask:   {directory / 'mask.pt'} (sparsity {record['sparsity']['mask']:.4f}; per layer: python -m tkdlib report {directory / 'mask.pt'})")
+    if (directory / "model.pt").is_file():
+        print(f"model:  {directory / 'model.pt'} (the retrained student's state_dict)")
+    print("top-1 test accuracy: " + ", ".join(f"{stage} {value:.4f}" for stage, value in record["accuracy"].items()))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Print a saved mask's densities (exit 2 with a one-line error if it cannot be read)."""
+    try:
+        mask = Mask.load(args.mask)
+    except (OSError, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.mask}: {mask.summary()}")
+    return 0
 
 
 def _shard_argument(text: str) -> tuple[int, int]:
@@ -20,6 +123,7 @@ def _shard_argument(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tkdlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_prune_commands(commands)
     batch = commands.add_parser("batch", help="run a profile's grid with papermill, then its results notebook")
     batch.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
     batch.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
@@ -37,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         "--no-notebooks", action="store_true", help="run the cells directly, without papermill or summary notebooks (same records)"
     )
     args = parser.parse_args(argv)
+    if args.command == "prune":
+        return _prune(args)
+    if args.command == "report":
+        return _report(args)
     failures = run_batch(args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard, notebooks=not args.no_notebooks)
     return 1 if failures else 0
 

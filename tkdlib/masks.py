@@ -4,22 +4,26 @@ Units: *sparsity* is the fraction of prunable weights removed (0.9 = 90 % zeros)
 *density* = 1 − sparsity is the fraction kept. A mask is keyed by parameter name
 (``"layers.0.conv1.weight"``), so it can be saved, loaded and applied without renaming any
 state_dict key; each entry is a bool tensor of the weight's shape, True = kept. The same
-tensor is what ``torch.nn.utils.prune.custom_from_mask(module, "weight", mask)`` takes.
+tensor is what ``torch.nn.utils.prune.custom_from_mask(module, "weight", mask)`` takes:
+`Mask.to_torch_prune` and `Mask.from_torch_prune` carry masks to and from that module.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import prune as torch_prune
 
 from tkdlib.io import save_torch, write_json
 
-PRUNABLE_MODULES = (nn.Conv2d, nn.Linear)
+PRUNABLE_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+TORCH_PRUNE_MASK_SUFFIX = "_mask"  # torch.nn.utils.prune keeps `<name>_mask` buffers beside `<name>_orig`
 
 
 class LayerCollapseError(ValueError):
@@ -27,18 +31,31 @@ class LayerCollapseError(ValueError):
 
 
 def prunable_parameters(
-    model: nn.Module, prune_first_layer: bool = True, prune_classifier: bool = True
+    model: nn.Module,
+    prune_first_layer: bool = True,
+    prune_classifier: bool = True,
+    exclude: Iterable[str] | Callable[[str], bool] = (),
 ) -> dict[str, nn.Parameter]:
-    """The weights of conv and linear layers, by parameter name, in registration order.
+    """The weights of conv (1d, 2d, 3d) and linear layers, by parameter name, in registration order.
 
+    Layers are found by module type, so any model works (grouped and depthwise convs included).
     Biases and BatchNorm parameters are never prunable. The first layer and the last
-    (classifier) layer can be excluded; by default both are prunable.
+    (classifier) layer can be excluded; by default both are prunable. `exclude` leaves out more
+    weights: parameter names (``"fc.weight"``; every name must be a prunable weight) or a
+    predicate on the name (``lambda name: name.startswith("head.")``).
     """
     layers = [(name, module) for name, module in model.named_modules() if isinstance(module, PRUNABLE_MODULES)]
     if not layers:
-        raise ValueError("The model has no Conv2d or Linear layer to prune.")
+        raise ValueError(f"The model has no layer to prune: none of {', '.join(m.__name__ for m in PRUNABLE_MODULES)}.")
     chosen = layers[(0 if prune_first_layer else 1) : (None if prune_classifier else -1)]
-    return {f"{name}.weight" if name else "weight": module.weight for name, module in chosen}
+    parameters = {f"{name}.weight" if name else "weight": module.weight for name, module in chosen}
+    if callable(exclude):
+        return {name: param for name, param in parameters.items() if not exclude(name)}
+    excluded = set(exclude)
+    unknown = excluded - set(parameters)
+    if unknown:
+        raise ValueError(f"exclude names {sorted(unknown)}, which are not prunable weights of this model; choose from {list(parameters)}")
+    return {name: param for name, param in parameters.items() if name not in excluded}
 
 
 def validate_sparsity(sparsity: float) -> None:
@@ -95,14 +112,23 @@ class Mask(Mapping[str, torch.Tensor]):
         ]
 
     def check_fits(self, model: nn.Module) -> None:
-        """Raise `ValueError` unless every key names a parameter of `model` of the same shape."""
+        """Raise `ValueError` unless every key names a parameter of `model` of the same shape.
+
+        The error names the first mismatching parameter (in the mask's order) and both shapes.
+        """
         parameters = dict(model.named_parameters())
         for name, mask in self._masks.items():
             if name not in parameters:
-                raise ValueError(f"mask key {name!r} is not a parameter of this model; was the mask made for another architecture?")
+                hint = (
+                    "the model is pruned with torch.nn.utils.prune: use Mask.from_torch_prune(model), or prune.remove it first"
+                    if f"{name}_orig" in parameters
+                    else "was the mask made for another model?"
+                )
+                raise ValueError(f"mask key {name!r} is not a parameter of this model; {hint}")
             if parameters[name].shape != mask.shape:
                 raise ValueError(
-                    f"mask {name!r} has shape {tuple(mask.shape)} but the parameter has {tuple(parameters[name].shape)}"
+                    f"mask {name!r} has shape {tuple(mask.shape)} but the model's parameter {name!r} has shape "
+                    f"{tuple(parameters[name].shape)}: the mask was made for another model"
                 )
 
     @torch.no_grad()
@@ -124,8 +150,65 @@ class Mask(Mapping[str, torch.Tensor]):
 
     @classmethod
     def load(cls, path: str | Path) -> Mask:
-        """Read a mask written by `save` (only tensors are unpickled)."""
-        return cls(torch.load(path, map_location="cpu", weights_only=True))
+        """Read a mask written by `save` (only tensors are unpickled).
+
+        Raises `OSError` when the file cannot be read, `ValueError` when it is not a saved mask.
+        """
+        try:
+            masks = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as error:
+            raise ValueError(f"{path} is not a mask written by Mask.save ({type(error).__name__}: {error})") from error
+        if not isinstance(masks, dict):
+            raise ValueError(f"{path} holds a {type(masks).__name__}, not a mask written by Mask.save (a dict of bool tensors)")
+        return cls(masks)
+
+    def summary(self) -> str:
+        """Overall and per-layer density (fraction of weights kept) as a plain-text table."""
+        rows = self.layer_report()
+        width = max([len("layer"), *(len(row["name"]) for row in rows)])
+        lines = [
+            f"{len(rows)} layers, {self.total:,} prunable weights, {self.kept:,} kept: "
+            f"density {1 - self.sparsity:.4f}, sparsity {self.sparsity:.4f} (fraction removed)",
+            f"{'layer':<{width}}  {'shape':<18}  {'kept':>12}  {'total':>12}  density",
+        ]
+        lines += [
+            f"{row['name']:<{width}}  {str(tuple(row['shape'])):<18}  {row['kept']:>12,}  {row['total']:>12,}  {row['density']:.4f}"
+            for row in rows
+        ]
+        return "\n".join(lines)
+
+    @classmethod
+    def from_torch_prune(cls, model: nn.Module) -> Mask:
+        """The masks of a model pruned with `torch.nn.utils.prune`, keyed back to ``<module>.<name>``.
+
+        Every ``<name>_mask`` buffer beside a ``<name>_orig`` parameter (``weight_mask`` for the
+        usual ``prune.l1_unstructured(module, "weight", ...)``) becomes one entry; the model is not
+        changed. The keys are those of the model before pruning (``layer1.0.conv1.weight``), so the
+        mask applies to an unpruned model of the same architecture.
+        """
+        masks = {}
+        for module_name, module in model.named_modules():
+            parameter_names = {name for name, _ in module.named_parameters(recurse=False)}
+            for buffer_name, buffer in module.named_buffers(recurse=False):
+                tensor_name = buffer_name.removesuffix(TORCH_PRUNE_MASK_SUFFIX)
+                if buffer_name.endswith(TORCH_PRUNE_MASK_SUFFIX) and f"{tensor_name}_orig" in parameter_names:
+                    masks[f"{module_name}.{tensor_name}" if module_name else tensor_name] = buffer.bool()
+        if not masks:
+            raise ValueError("the model has no torch.nn.utils.prune masks (no <name>_mask buffers beside <name>_orig parameters)")
+        return cls(masks)
+
+    def to_torch_prune(self, model: nn.Module) -> None:
+        """Prune `model` with ``torch.nn.utils.prune.custom_from_mask``, one call per masked parameter.
+
+        Afterwards each masked module holds ``<name>_orig`` and ``<name>_mask`` as torch does;
+        ``prune.remove(module, "weight")`` makes the pruning permanent. Raises `ValueError` first if
+        the mask does not fit `model`.
+        """
+        self.check_fits(model)
+        for name, keep in self._masks.items():
+            module_name, _, tensor_name = name.rpartition(".")
+            module = model.get_submodule(module_name)
+            torch_prune.custom_from_mask(module, tensor_name, keep.to(getattr(module, tensor_name).device))
 
 
 def global_mask(

@@ -140,7 +140,7 @@ def grasp(model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Bat
 def synflow(
     model: nn.Module,
     parameters: Mapping[str, nn.Parameter],
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     sparsity: float,
     rounds: int = SYNFLOW_ROUNDS,
 ) -> Scores:
@@ -223,7 +223,7 @@ class ScoringInputs:
     """What any scoring method may use.
 
     `distill` is needed only by teacher-guided scoring; `sparsity` (the target) only by SynFlow;
-    `input_shape` (C, H, W) only by SynFlow; `seed` only by random scoring.
+    `input_shape` (one input without the batch dimension, e.g. (C, H, W)) only by SynFlow; `seed` only by random scoring.
     """
 
     model: nn.Module
@@ -232,7 +232,7 @@ class ScoringInputs:
     score_batches: int
     distill: Distill | None = None
     sparsity: float = 0.0
-    input_shape: tuple[int, int, int] = (3, 32, 32)
+    input_shape: tuple[int, ...] = (3, 32, 32)
     seed: int = 0
 
     def require_distill(self) -> Distill:
