@@ -92,6 +92,12 @@ def test_exclude_by_name_or_predicate(tiny_batches):
         tkdlib.prune(mixed(), None, tiny_batches, 0.5, "magnitude", exclude=["nope.weight"])
 
 
+def test_a_teacher_free_method_leaves_the_teacher_alone(tiny_batches):
+    given = teacher().train()
+    tkdlib.prune(mixed(), given, tiny_batches, 0.5, "magnitude")
+    assert given.training and all(param.requires_grad for param in given.parameters())
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_gives_the_exact_sparsity(method, tiny_batches):
     student = mixed()

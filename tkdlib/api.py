@@ -61,13 +61,15 @@ def prune(
     zero the rest in `student` (in place). Returns the `Mask` (True = kept).
 
     student, teacher: any modules mapping x (B, ...) to logits (B, C); `teacher` may be None for
-    the teacher-free methods. The teacher is put in eval mode and frozen (``requires_grad_(False)``).
+    the teacher-free methods (given, it only checks the classes). When it guides, it is put in eval
+    mode and frozen (``requires_grad_(False)``).
     batches: (x, y) pairs, y (B,) int64 class indices; a DataLoader, a list, a
     `tkdlib.data.TensorLoader`. An iterator or a loader without ``len()`` is read into a list first.
     method: a key of `tkdlib.scoring.METHODS` (``teacher_guided``, ``ce_gradient``, ``snip``,
     ``grasp``, ``synflow``, ``magnitude``, ``random``); the gradient methods accumulate over the
     first `score_batches` batches (None: the experiments' 10, or every batch if there are fewer;
-    a number larger than ``len(batches)`` is an error). exclude: weights left dense, by name or a predicate on the name.
+    a number larger than ``len(batches)`` is an error). exclude: weights left dense, by parameter
+    name or a predicate on the name.
     guide_epochs: teacher-guided fine-tuning of the dense student before scoring (0 by default, so
     that `prune` only prunes; the experiments use 2 at lr `guide_lr`): it changes `student`.
     alpha, temperature, gamma, normalize_logits: the loss α · CA-KLD + (1 − α) · CE
@@ -81,7 +83,8 @@ def prune(
             f"Unknown method {method!r}; choose one of {', '.join(METHODS)} "
             "(imp, colt and epsd are whole pipelines: run them with `python -m tkdlib prune`)."
         )
-    if teacher is None and (method == "teacher_guided" or guide_epochs > 0):
+    uses_teacher = method == "teacher_guided" or guide_epochs > 0
+    if uses_teacher and teacher is None:
         raise ValueError(
             "teacher-guided scoring and guide_epochs > 0 need a teacher: pass one, or choose a "
             "teacher-free method such as method='ce_gradient' or 'magnitude'."
@@ -94,7 +97,7 @@ def prune(
         score_batches = min(Config.score_batches, len(batches))
     if score_batches > len(batches):
         raise ValueError(f"score_batches is {score_batches} but batches holds {len(batches)}: pass score_batches={len(batches)} or more data.")
-    distill = distillation(teacher, batches, alpha, temperature, gamma, normalize_logits, calibration_batches) if teacher is not None else None
+    distill = distillation(teacher, batches, alpha, temperature, gamma, normalize_logits, calibration_batches) if uses_teacher else None
     if guide_epochs > 0:
         fit(student, batches, guide, distill, phase="guide", progress=progress)
     inputs = ScoringInputs(student, parameters, batches, score_batches, distill, sparsity, tuple(x.shape[1:]), seed)

@@ -29,6 +29,8 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 GENERATED = REPO_ROOT / "book" / "generated"
 # Notebooks that read a profile's records and become pages of the book, in toc order.
 SUMMARY_NOTEBOOKS = ("results", "ablations", "efficiency", "masks")
+# Example notebooks that belong to no profile: executed into ``book/generated/`` once, when missing.
+EXAMPLE_NOTEBOOKS = ("own_model",)
 # Config fields that the experiment notebook takes as parameters of their own; others go in `overrides`.
 NOTEBOOK_FIELDS = ("dataset", "arch", "teacher_arch", "method", "sparsity", "seed")
 T = TypeVar("T")  #: Any item type, for `shard`.
@@ -180,6 +182,10 @@ def run_batch(
     for name in SUMMARY_NOTEBOOKS if notebooks else ():
         output = book_dir / profile.name / f"{name}.ipynb"
         failures += _attempt(name, lambda: execute(f"{name}.ipynb", output, summary), output)
+    for name in EXAMPLE_NOTEBOOKS if notebooks else ():
+        output = book_dir / f"{name}.ipynb"
+        if not output.is_file():
+            failures += _attempt(name, lambda: execute(f"{name}.ipynb", output, {}), output)
     print(summary_table(todo))
     for failure in failures:
         print(f"FAILED {failure}")
