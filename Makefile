@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 book: batch html
 
 batch: $(STAMP)
-	$(BIN)/python -m tkdlib batch --profile $(PROFILE)
+	$(BIN)/python -m tkdlib batch --profile $(PROFILE) --examples
 
 html: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going

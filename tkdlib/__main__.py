@@ -140,12 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument(
         "--no-notebooks", action="store_true", help="run the cells directly, without papermill or summary notebooks (same records)"
     )
+    batch.add_argument("--examples", action="store_true", help="also execute the example notebooks into the book, once (make book does)")
     args = parser.parse_args(argv)
     if args.command == "prune":
         return _prune(args)
     if args.command == "report":
         return _report(args)
-    failures = run_batch(args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard, notebooks=not args.no_notebooks)
+    failures = run_batch(args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard, notebooks=not args.no_notebooks, examples=args.examples)
     return 1 if failures else 0
 
 

@@ -150,13 +150,15 @@ def run_batch(
     book_dir: Path = GENERATED,
     shard_of: tuple[int, int] | None = None,
     notebooks: bool = True,
+    examples: bool = False,
 ) -> int:
     """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
 
     `shard_of` ``(I, N)`` keeps shard I of N of the cells selected by `only` (see `shard`); the
     summary notebooks then read every finished record under the out_dir, whichever shard wrote it.
     With `notebooks` false the cells are run directly with `tkdlib.experiment.run`, without
-    papermill, executed notebooks or summary notebooks (the same records).
+    papermill, executed notebooks or summary notebooks (the same records). With `examples`, the
+    example notebooks (`EXAMPLE_NOTEBOOKS`) are also executed into `book_dir`, once.
     """
     profile = load_profile(profile_name)
     root = Path(out_dir or profile.out_dir).resolve()
@@ -182,7 +184,7 @@ def run_batch(
     for name in SUMMARY_NOTEBOOKS if notebooks else ():
         output = book_dir / profile.name / f"{name}.ipynb"
         failures += _attempt(name, lambda: execute(f"{name}.ipynb", output, summary), output)
-    for name in EXAMPLE_NOTEBOOKS if notebooks else ():
+    for name in EXAMPLE_NOTEBOOKS if notebooks and examples else ():
         output = book_dir / f"{name}.ipynb"
         if not output.is_file():
             failures += _attempt(name, lambda: execute(f"{name}.ipynb", output, {}), output)
