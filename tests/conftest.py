@@ -68,7 +68,7 @@ retrain_epochs = 1
 score_batches = 1
 calibration_batches = 1
 [[grid]]
-method = ["teacher_guided", "magnitude"]
+method = ["teacher_guided", "magnitude", "imp"]
 sparsity = [0.8]
 """
 
@@ -90,7 +90,7 @@ class TinyBatch:
 
 @pytest.fixture(scope="session")
 def tiny_batch(tmp_path_factory: pytest.TempPathFactory, isolated_cache: None) -> TinyBatch:
-    """A two-cell profile (teacher-guided and magnitude at 80 %) run once with `run_batch`: ~30 s on 2 cores."""
+    """A three-cell profile (teacher-guided, magnitude and IMP at 80 %) run once with `run_batch`: ~40 s on 2 cores."""
     from tkdlib.batch import run_batch
 
     root = tmp_path_factory.mktemp("tiny-batch")

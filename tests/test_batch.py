@@ -26,7 +26,7 @@ def glued(notebook_path) -> dict[str, str]:
 def test_batch_runs_notebooks_and_resumes(tiny_batch, capsys):
     assert tiny_batch.failures == 0
     records = sorted(tiny_batch.out_dir.glob("*/record.json"))
-    assert len(records) == 2
+    assert len(records) == 3
     executed = nbformat.read(records[0].parent / "experiment.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "hide-cell" in injected[0].metadata["tags"]
@@ -42,13 +42,13 @@ def test_batch_runs_notebooks_and_resumes(tiny_batch, capsys):
 
 
 def test_results_notebook_runs_after_one_shard(tiny_batch, tmp_path):
-    """Shard 1/2 of the tiny profile is its teacher-guided cell; with only that record present the
+    """Shard 1/3 of the tiny profile is its teacher-guided cell; with only that record present the
     shard skips it and the results notebook reads the one record there is."""
     first = cells(load_profile(tiny_batch.profile), tiny_batch.out_dir)[0]
     assert first.config.method == "teacher_guided"
     out_dir, book_dir = tmp_path / "runs", tmp_path / "book"
     shutil.copytree(first.directory, out_dir / first.directory.name)
-    assert run_batch(tiny_batch.profile, out_dir=out_dir, book_dir=book_dir, shard_of=(1, 2)) == 0
+    assert run_batch(tiny_batch.profile, out_dir=out_dir, book_dir=book_dir, shard_of=(1, 3)) == 0
     values = glued(book_dir / "tiny" / "results.ipynb")
     assert values["runs"] == "1" and "accuracy_at_max_magnitude" not in values
 
