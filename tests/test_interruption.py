@@ -15,23 +15,8 @@ import torch
 
 from tkdlib.experiment import load_record
 
-PROFILE = """
-description = "kill-and-resume test profile"
-[config]
-dataset = "cifar10-sample"
-teacher_arch = "resnet20"
-batch_size = 64
-train_subset = 128
-teacher_epochs = 1
-student_epochs = 1
-guide_epochs = 1
-retrain_epochs = 1
-score_batches = 1
-calibration_batches = 1
-[[grid]]
-method = ["teacher_guided", "magnitude", "snip"]
-sparsity = [0.8]
-"""
+from conftest import TINY_PROFILE
+
 TRIALS = 3
 # What must not depend on interruptions: everything but wall times, timestamps and the code commit.
 VOLATILE = {"seconds", "finished_at", "environment", "compute", "history"}
@@ -48,7 +33,7 @@ def stable(record: dict) -> dict:
 
 def test_killed_batches_resume_to_the_uninterrupted_records(tmp_path):
     profile = tmp_path / "kill.toml"
-    profile.write_text(PROFILE)
+    profile.write_text(TINY_PROFILE)  # teacher-guided, magnitude and IMP cells
     reference_dir = tmp_path / "reference"
     start = time.perf_counter()
     assert batch(profile, reference_dir).wait() == 0

@@ -177,27 +177,27 @@ def run_batch(
             continue
         if notebooks:
             parameters = notebook_parameters(profile, cell, root, data_root)
-            failures += _attempt(cell.label(), lambda: execute("experiment.ipynb", cell.directory / "experiment.ipynb", parameters), cell.directory)
+            failures += _attempt(cell.label(), cell.directory, execute, "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
         else:
-            failures += _attempt(cell.label(), lambda: run(cell.config, root, data_root), cell.directory)
+            failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root)
     summary = {"profile": profile.reference, "out_dir": _shown(root)}
     for name in SUMMARY_NOTEBOOKS if notebooks else ():
         output = book_dir / profile.name / f"{name}.ipynb"
-        failures += _attempt(name, lambda: execute(f"{name}.ipynb", output, summary), output)
+        failures += _attempt(name, output, execute, f"{name}.ipynb", output, summary)
     for name in EXAMPLE_NOTEBOOKS if notebooks and examples else ():
         output = book_dir / f"{name}.ipynb"
         if not output.is_file():
-            failures += _attempt(name, lambda: execute(f"{name}.ipynb", output, {}), output)
+            failures += _attempt(name, output, execute, f"{name}.ipynb", output, {})
     print(summary_table(todo))
     for failure in failures:
         print(f"FAILED {failure}")
     return len(failures)
 
 
-def _attempt(label: str, work: Callable[[], object], output: Path) -> list[str]:
-    """Do `work`; on failure return one line saying where to look (`output`), instead of raising."""
+def _attempt(label: str, output: Path, work: Callable[..., object], *arguments: object) -> list[str]:
+    """Call `work(*arguments)`; on failure return one line saying where to look (`output`), instead of raising."""
     try:
-        work()
+        work(*arguments)
     except Exception as error:  # papermill's errors carry the failing cell; the executed notebook keeps it
         last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         return [f"{label}: {last_line} (see {output})"]

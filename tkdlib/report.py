@@ -40,6 +40,11 @@ def label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
+def _read_record(out_dir: str | Path, run: str) -> dict[str, Any]:
+    """The record of run `run` (its config hash) under `out_dir`."""
+    return json.loads((Path(out_dir) / run / RECORD_NAME).read_text())
+
+
 def load_records(out_dir: str | Path, profile: Profile) -> pd.DataFrame:
     """One row per finished run under `out_dir`, with its `variant` relative to `profile`."""
     rows = []
@@ -182,7 +187,7 @@ def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
     top = main[(main["sparsity"] == main["sparsity"].max())].drop_duplicates("method")
     rows = []
     for method, run in zip(top["method"], top["run"]):
-        compute = json.loads((Path(out_dir) / run / RECORD_NAME).read_text())["compute"]
+        compute = _read_record(out_dir, run)["compute"]
         for phase in compute["counted"]:
             rows.append({"method": label(method), "phase": phase, **compute["phases"][phase]})
     return pd.DataFrame(rows).set_index(["method", "phase"]).round({"seconds": 1})
@@ -195,7 +200,7 @@ def layer_density_heatmap(out_dir: str | Path, records: pd.DataFrame) -> plt.Fig
     top = main[(main["sparsity"] == main["sparsity"].max())].drop_duplicates("method")
     columns = {}
     for method, run in zip(top["method"], top["run"]):
-        layers = json.loads((Path(out_dir) / run / RECORD_NAME).read_text())["sparsity"]["layers"]
+        layers = _read_record(out_dir, run)["sparsity"]["layers"]
         columns[label(method)] = {layer["name"].removesuffix(".weight"): layer["density"] for layer in layers}
     frame = pd.DataFrame(columns)
     figure, axes = plt.subplots(figsize=(1.2 + 0.75 * len(columns), 1.5 + 0.25 * len(frame)))
