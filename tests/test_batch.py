@@ -30,7 +30,7 @@ def test_batch_runs_notebooks_and_resumes(tiny_batch, capsys):
     executed = nbformat.read(records[0].parent / "experiment.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "hide-cell" in injected[0].metadata["tags"]
-    assert set(glued(tiny_batch.results)) >= {"accuracy_at_max_teacher_guided", "accuracy_at_max_magnitude"}
+    assert set(glued(tiny_batch.results)) >= {"accuracy_teacher_guided", "accuracy_magnitude", "headline_text"}
     # A second batch finds every record and recomputes nothing.
     before = {path: path.stat().st_mtime_ns for path in records}
     assert run_batch(tiny_batch.profile, out_dir=tiny_batch.out_dir, book_dir=tiny_batch.book_dir) == 0
@@ -50,7 +50,21 @@ def test_results_notebook_runs_after_one_shard(tiny_batch, tmp_path):
     shutil.copytree(first.directory, out_dir / first.directory.name)
     assert run_batch(tiny_batch.profile, out_dir=out_dir, book_dir=book_dir, shard_of=(1, 3)) == 0
     values = glued(book_dir / "tiny" / "results.ipynb")
-    assert values["runs"] == "1" and "accuracy_at_max_magnitude" not in values
+    assert values["runs"] == "1" and "accuracy_magnitude" not in values
+
+
+def test_summaries_only_runs_no_cell(tiny_batch, tmp_path):
+    """With one of three records present, --summaries-only runs none of the other two and the
+    results page says that no other method has finished."""
+    profile = load_profile(tiny_batch.profile)
+    first = cells(profile, tiny_batch.out_dir)[0]
+    out_dir, book_dir = tmp_path / "runs", tmp_path / "book"
+    shutil.copytree(first.directory, out_dir / first.directory.name)
+    assert run_batch(tiny_batch.profile, out_dir=out_dir, book_dir=book_dir, run_cells=False) == 0
+    assert [cell.done for cell in cells(profile, out_dir)] == [True, False, False]
+    assert "no other method has finished there yet" in glued(book_dir / "tiny" / "results.ipynb")["headline_text"]
+    with pytest.raises(SystemExit):
+        main(["batch", "--profile", str(tiny_batch.profile), "--summaries-only", "--no-notebooks"])
 
 
 @given(st.lists(st.integers(), max_size=30), st.integers(1, 8))

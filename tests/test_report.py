@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tkdlib.report import figure_source
+from tkdlib.report import comparison_sparsity, figure_source, headline, headline_text, iterative_cost_text
 
 
 def test_figure_source_names_profile_runs_seeds_and_data():
@@ -16,3 +16,39 @@ def test_figure_source_names_profile_runs_seeds_and_data():
     assert "JPEG re-encoding" in text
     assert "the 2 finished runs of profile `cpu` (seed 1;" in figure_source(records[records["seed"] == 1], "cpu")
     assert "the 1 finished run of" in figure_source(records[records["seed"] == 0], "cpu")
+
+
+def _records(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
+    """Main-comparison records (method, sparsity, retrained accuracy) with the columns headline reads."""
+    return pd.DataFrame(
+        [
+            {"method": m, "sparsity": s, "seed": 0, "variant": "", "acc_retrained": a, "acc_teacher": 0.9, "acc_dense": 0.85,
+             "total_images": 1000 * (5 if m == "imp" else 1), "total_flops": 2e12 * (6 if m == "imp" else 1)}
+            for m, s, a in rows
+        ]
+    )
+
+
+def test_partial_grid_compares_where_most_methods_finished():
+    records = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.79), ("teacher_guided", 0.95, 0.7)])
+    assert comparison_sparsity(records) == 0.9
+    numbers = headline(records)
+    assert numbers["sparsity"] == 90 and numbers["methods_compared"] == 3 and numbers["ours_rank"] == 2
+    assert abs(numbers["gap_to_best_other"] - (-2.0)) < 1e-9
+    text = headline_text(records)
+    assert "80.0 % after retraining, against 82.0 % for magnitude and 79.0 % for SNIP" in text
+    assert "It ranks 2 of the 3 methods" in text and "Not yet run at 90 % sparsity: CE gradient" in text
+    assert "iterative magnitude pruning has not been run" in text.lower() and "imp_image_ratio" not in numbers
+
+
+def test_headline_counts_imp_cost_once_both_ran():
+    records = _records([("teacher_guided", 0.9, 0.80), ("imp", 0.9, 0.81), ("magnitude", 0.5, 0.9)])
+    numbers = headline(records)
+    assert numbers["imp_image_ratio"] == 5 and numbers["imp_flop_ratio"] == 6
+    assert "passed 5.00 × as many images" in iterative_cost_text(records)
+    assert "ranks 2 of the 2 methods" in headline_text(records)
+
+
+def test_headline_says_when_ours_is_missing_or_alone():
+    assert "has not finished at 90 % sparsity yet" in headline_text(_records([("magnitude", 0.9, 0.8)]))
+    assert "no other method has finished there yet" in headline_text(_records([("teacher_guided", 0.9, 0.8)]))

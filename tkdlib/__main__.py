@@ -137,8 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run only shard I of N (1 <= I <= N) of the selected cells, for job arrays: cell k of the stable order goes to shard k mod N + 1",
     )
     batch.add_argument("--dry-run", action="store_true", help="list the cells (of the shard) and whether each is done")
-    batch.add_argument(
+    what_runs = batch.add_mutually_exclusive_group()
+    what_runs.add_argument(
         "--no-notebooks", action="store_true", help="run the cells directly, without papermill or summary notebooks (same records)"
+    )
+    what_runs.add_argument(
+        "--summaries-only",
+        action="store_true",
+        help="run no cell: only execute the summary notebooks over the finished records (how make book renders the cpu profile)",
     )
     batch.add_argument("--examples", action="store_true", help="also execute the example notebooks into the book, once (make book does)")
     args = parser.parse_args(argv)
@@ -146,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return _prune(args)
     if args.command == "report":
         return _report(args)
-    failures = run_batch(args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard, notebooks=not args.no_notebooks, examples=args.examples)
+    failures = run_batch(
+        args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,
+        notebooks=not args.no_notebooks, examples=args.examples, run_cells=not args.summaries_only,
+    )
     return 1 if failures else 0
 
 

@@ -151,6 +151,7 @@ def run_batch(
     shard_of: tuple[int, int] | None = None,
     notebooks: bool = True,
     examples: bool = False,
+    run_cells: bool = True,
 ) -> int:
     """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
 
@@ -158,8 +159,12 @@ def run_batch(
     summary notebooks then read every finished record under the out_dir, whichever shard wrote it.
     With `notebooks` false the cells are run directly with `tkdlib.experiment.run`, without
     papermill, executed notebooks or summary notebooks (the same records). With `examples`, the
-    example notebooks (`EXAMPLE_NOTEBOOKS`) are also executed into `book_dir`, once.
+    example notebooks (`EXAMPLE_NOTEBOOKS`) are also executed into `book_dir`, once. With
+    `run_cells` false no cell runs: only the summary notebooks are executed over the records that
+    exist (how the book renders a profile whose missing cells need data or hours it does not have).
     """
+    if not (run_cells or notebooks):
+        raise ValueError("with neither cells nor notebooks there is nothing to do: drop --summaries-only or --no-notebooks")
     profile = load_profile(profile_name)
     root = Path(out_dir or profile.out_dir).resolve()
     todo = cells(profile, root, only)
@@ -172,7 +177,7 @@ def run_batch(
             print(f"{'done' if cell.done else 'todo'}  {cell.directory.name}  {cell.label()}")
         return 0
     failures: list[str] = []
-    for cell in tqdm(todo, desc=f"batch {profile.name}", unit="run"):
+    for cell in tqdm(todo if run_cells else [], desc=f"batch {profile.name}", unit="run"):
         if cell.done:
             continue
         if notebooks:

@@ -95,6 +95,22 @@ def main_comparison(records: pd.DataFrame) -> pd.DataFrame:
     return records[records["variant"] == ""]
 
 
+def comparison_sparsity(records: pd.DataFrame) -> float:
+    """The sparsity at which the main comparison compares most: among the sparsities with the most
+    finished methods, the highest. In a finished grid that is simply the highest sparsity; while a
+    profile is partly run it is where most methods can be compared side by side."""
+    main = main_comparison(records)
+    if main.empty:
+        raise ValueError("no finished run of the main comparison (all records are ablation variants)")
+    methods = main.groupby("sparsity")["method"].nunique()
+    return float(methods[methods == methods.max()].index.max())
+
+
+def _at_comparison_sparsity(records: pd.DataFrame) -> pd.DataFrame:
+    main = main_comparison(records)
+    return main[main["sparsity"] == comparison_sparsity(records)]
+
+
 def data_label(records: pd.DataFrame) -> str:
     """Which data the runs used, for captions and titles; says so when the pixels are the JPEG copy."""
     text = ", ".join(sorted(records["dataset"].unique()))
@@ -165,10 +181,9 @@ def ablation_plot(records: pd.DataFrame) -> plt.Figure:
 
 
 def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Cost each method pays at the highest sparsity of the main comparison (seeds averaged):
-    images through the student backward, estimated FLOPs, wall seconds, and ratios to ours."""
-    main = main_comparison(records)
-    top = main[main["sparsity"] == main["sparsity"].max()]
+    """Cost each method pays at the `comparison_sparsity` (seeds averaged): images through the
+    student backward, estimated FLOPs, wall seconds, and ratios to ours."""
+    top = _at_comparison_sparsity(records)
     table = top.groupby("method")[["total_images", "total_flops", "total_seconds", "acc_retrained"]].mean()
     if OURS in table.index:
         table["images vs ours"] = (table["total_images"] / table.loc[OURS, "total_images"]).round(2)
@@ -181,10 +196,9 @@ def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
-    """Per method (main comparison, highest sparsity, first seed) and phase it pays for: wall
-    seconds, images forward and backward through the student, images through the teacher."""
-    main = main_comparison(records)
-    top = main[(main["sparsity"] == main["sparsity"].max())].drop_duplicates("method")
+    """Per method (main comparison at the `comparison_sparsity`, first seed) and phase it pays
+    for: wall seconds, images forward and backward through the student, images through the teacher."""
+    top = _at_comparison_sparsity(records).drop_duplicates("method")
     rows = []
     for method, run in zip(top["method"], top["run"]):
         compute = _read_record(out_dir, run)["compute"]
@@ -193,11 +207,23 @@ def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["method", "phase"]).round({"seconds": 1})
 
 
+PHASE_NAMES = {"teacher": "teacher", "dense": "dense student", "calibrate": "γ calibration", "guide": "guiding", "score": "scoring", "retrain": "retraining"}
+
+
+def phase_seconds_text(out_dir: str | Path, records: pd.DataFrame, method: str = OURS) -> str:
+    """Wall seconds of each phase `method` paid for, as one line of text ("teacher 3,600 s, …"),
+    from `phase_costs`; the shared teacher and dense phases carry the seconds their checkpoint took."""
+    costs = phase_costs(out_dir, records)
+    if label(method) not in costs.index.get_level_values("method"):
+        raise ValueError(f"no finished {method} run at {comparison_sparsity(records):.0%} sparsity")
+    seconds = costs.loc[label(method), "seconds"]
+    return ", ".join(f"{PHASE_NAMES.get(phase, phase)} {value:,.{0 if value >= 10 else 1}f} s" for phase, value in seconds.items())
+
+
 def layer_density_heatmap(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
-    """Density (fraction kept) of every prunable layer, one column per method, at the highest
-    sparsity of the main comparison (first seed)."""
-    main = main_comparison(records)
-    top = main[(main["sparsity"] == main["sparsity"].max())].drop_duplicates("method")
+    """Density (fraction kept) of every prunable layer, one column per method, at the
+    `comparison_sparsity` (first seed)."""
+    top = _at_comparison_sparsity(records).drop_duplicates("method")
     columns = {}
     for method, run in zip(top["method"], top["run"]):
         layers = _read_record(out_dir, run)["sparsity"]["layers"]
@@ -249,30 +275,73 @@ def layer_density(record: dict[str, Any]) -> plt.Figure:
 
 
 def headline(records: pd.DataFrame) -> dict[str, float]:
-    """Numbers for the book's text, from the main comparison at its highest sparsity.
+    """Numbers for the book's text, from the main comparison at its `comparison_sparsity`.
 
-    Keys: ``runs``, ``max_sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` (%),
-    ``accuracy_at_max_<method>`` (%) for each method; when ours ran beside others,
-    ``methods_at_max``, ``ours_rank_at_max`` (1 = most accurate) and ``gap_to_best_other_at_max``
-    (percentage points, negative when another method is more accurate); and ``imp_image_ratio`` /
+    Keys: ``runs``, ``sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` (%),
+    ``accuracy_<method>`` (%) for each method there; when ours ran beside others,
+    ``methods_compared``, ``ours_rank`` (1 = most accurate) and ``gap_to_best_other`` (percentage
+    points, negative when another method is more accurate); and ``imp_image_ratio`` /
     ``imp_flop_ratio`` (IMP's cost over ours) when both ran.
     """
     main = main_comparison(records)
-    top = main[main["sparsity"] == main["sparsity"].max()]
+    top = _at_comparison_sparsity(records)
     by_method = top.groupby("method")[["acc_retrained", "total_images", "total_flops"]].mean()
     numbers: dict[str, float] = {
         "runs": len(records),
-        "max_sparsity": float(top["sparsity"].iloc[0] * 100),
+        "sparsity": float(top["sparsity"].iloc[0] * 100),
         "teacher_accuracy": float(main["acc_teacher"].mean() * 100),
         "dense_accuracy": float(main["acc_dense"].mean() * 100),
-        **{f"accuracy_at_max_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
+        **{f"accuracy_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
     }
     if OURS in by_method.index and len(by_method) > 1:
         ranked = by_method["acc_retrained"].sort_values(ascending=False)
-        numbers["methods_at_max"] = len(ranked)
-        numbers["ours_rank_at_max"] = int(list(ranked.index).index(OURS)) + 1
-        numbers["gap_to_best_other_at_max"] = float((ranked[OURS] - ranked.drop(OURS).max()) * 100)
+        numbers["methods_compared"] = len(ranked)
+        numbers["ours_rank"] = int(list(ranked.index).index(OURS)) + 1
+        numbers["gap_to_best_other"] = float((ranked[OURS] - ranked.drop(OURS).max()) * 100)
     if {"imp", OURS} <= set(by_method.index):
         numbers["imp_image_ratio"] = float(by_method.loc["imp", "total_images"] / by_method.loc[OURS, "total_images"])
         numbers["imp_flop_ratio"] = float(by_method.loc["imp", "total_flops"] / by_method.loc[OURS, "total_flops"])
     return numbers
+
+
+def headline_text(records: pd.DataFrame) -> str:
+    """The book's headline paragraph (plain text) for one profile, written from `headline`: ours
+    against every other method finished at the `comparison_sparsity`, what is not there yet, and
+    `iterative_cost_text`."""
+    numbers = headline(records)
+    at = f"{numbers['sparsity']:.0f} % sparsity"
+    text = (
+        f"The teacher reached {numbers['teacher_accuracy']:.1f} % test accuracy and the dense student "
+        f"{numbers['dense_accuracy']:.1f} %. "
+    )
+    if f"accuracy_{OURS}" not in numbers:
+        return text + f"Teacher-guided pruning has not finished at {at} yet."
+    text += f"At {at}, the teacher-guided student reaches {numbers[f'accuracy_{OURS}']:.1f} % after retraining"
+    if "ours_rank" not in numbers:
+        return text + "; no other method has finished there yet."
+    others = [m for m in METHOD_LABELS if m != OURS and f"accuracy_{m}" in numbers]
+    text += ", against " + _and_list([f"{numbers[f'accuracy_{m}']:.1f} % for {label(m)}" for m in others]) + ". "
+    text += (
+        f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
+        f"{numbers['gap_to_best_other']:+.1f} percentage points from the best of the others (negative: behind)."
+    )
+    missing = [label(m) for m in METHOD_LABELS if f"accuracy_{m}" not in numbers]
+    if missing:
+        text += f" Not yet run at {at}: {_and_list(missing)}."
+    return f"{text} {iterative_cost_text(records)}"
+
+
+def _and_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def iterative_cost_text(records: pd.DataFrame) -> str:
+    """One Markdown sentence: IMP's cost over ours at the `comparison_sparsity`, or why it is missing."""
+    numbers = headline(records)
+    if "imp_image_ratio" not in numbers:
+        return f"Iterative magnitude pruning has not been run beside teacher-guided pruning at {numbers['sparsity']:.0f} % sparsity in this profile yet."
+    return (
+        f"At {numbers['sparsity']:.0f} % sparsity, iterative magnitude pruning passed {numbers['imp_image_ratio']:.2f} × as many images "
+        f"through the student as teacher-guided one-shot pruning, for {numbers['imp_flop_ratio']:.2f} × the FLOPs "
+        "(both counting the training of the teacher and dense student they pay for)."
+    )
