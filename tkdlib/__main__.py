@@ -1,4 +1,4 @@
-"""Command line: ``python -m tkdlib prune``, ``report`` and ``batch`` (``--help`` on each)."""
+"""Command line: ``python -m tkdlib prune``, ``run``, ``report`` and ``batch`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tkdlib.batch import parse_shard, run_batch
+from tkdlib.batch import cells, parse_shard, run_batch
 from tkdlib.config import METHODS, SELF_TEACHER, Config
 from tkdlib.data import DATASET_NAMES
 from tkdlib.masks import Mask
 from tkdlib.models import ARCHITECTURES
-from tkdlib.profile import available_profiles
+from tkdlib.profile import available_profiles, load_profile
+from tkdlib.runtime import PRECISIONS, Runtime, distributed, rank
 
 PRUNE_EXAMPLE = """\
 examples:
@@ -37,6 +38,18 @@ recomputed. Sparsity is the fraction of prunable weights removed (0.9 = 90 % zer
 
 # Config fields whose value is a name: their choices are listed in --help.
 CHOICES = {"dataset": DATASET_NAMES, "arch": tuple(ARCHITECTURES), "teacher_arch": (*ARCHITECTURES, SELF_TEACHER), "method": METHODS}
+
+RUN_EXAMPLE = """\
+examples:
+  python -m tkdlib run --profile sample --only "magnitude s=0.9 seed=0" --dry-run   # which cell?
+  python -m tkdlib run --profile cpu --only "teacher_guided s=0.95 seed=1" --device cuda
+  torchrun --standalone --nproc_per_node 4 -m tkdlib run --profile cpu --only "teacher_guided s=0.95 seed=1"
+
+--only is a glob on the cell labels that `python -m tkdlib batch --profile P --dry-run` lists; it
+must select exactly one cell. Under torchrun (WORLD_SIZE > 1) every process joins the process
+group (nccl on CUDA, gloo on the CPU), each trains on its slice of every batch with
+DistributedDataParallel (SyncBatchNorm on CUDA), and rank 0 writes the record.
+"""
 
 REPORT_EXAMPLE = """\
 example:
@@ -69,6 +82,20 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
         flag = f"--{field.name.replace('_', '-')}"
         choices = f"one of {', '.join(CHOICES[field.name])}; " if field.name in CHOICES else ""
         fields.add_argument(flag, dest=field.name, type=_toml_value, default=None, metavar="VALUE", help=f"{choices}default: {field.default!r}")
+    _add_runtime_arguments(prune)
+    run = commands.add_parser(
+        "run",
+        help="run one cell of a profile, in one process or under torchrun on several GPUs",
+        description="Run the one cell of a profile that --only selects with tkdlib.experiment.run.",
+        epilog=RUN_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
+    run.add_argument("--only", default=None, help="glob on the cell labels that selects exactly one cell (not needed for a one-cell profile)")
+    run.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
+    run.add_argument("--data-root", default=None, help="folder holding the datasets (default: $TKD_DATA)")
+    run.add_argument("--dry-run", action="store_true", help="print the selected cell and its run folder, run nothing")
+    _add_runtime_arguments(run)
     report = commands.add_parser(
         "report",
         help="print the overall and per-layer density of a saved mask",
@@ -79,19 +106,66 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
     report.add_argument("mask", type=Path, help="a mask file written by Mask.save (e.g. <run directory>/mask.pt)")
 
 
+def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --precision and --compile: how a run executes (`tkdlib.runtime.Runtime`), not what it computes."""
+    group = parser.add_argument_group("runtime", "how the run executes; recorded in its environment, not part of its config hash")
+    group.add_argument("--device", default="auto", help="auto (CUDA if available, else cpu), cpu, cuda or cuda:N (default: auto)")
+    group.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="training autocast: auto = fp32 on the CPU, bf16 on CUDA (fp16 where bf16 is unsupported)",
+    )
+    group.add_argument("--compile", action="store_true", help="train through torch.compile")
+
+
+def _runtime(args: argparse.Namespace) -> Runtime:
+    """The runtime the flags ask for, resolved (a `ValueError` says what this machine cannot do)."""
+    return Runtime(args.device, args.precision, args.compile).resolved()
+
+
 def _prune(args: argparse.Namespace) -> int:
     """Validate the config (exit 2 with a one-line error), run it, print where its files are."""
     try:
         values = tomllib.loads(args.config.read_text()) if args.config else {}
         flags = {field.name: getattr(args, field.name) for field in dataclasses.fields(Config)}
         config = Config.from_dict({**values, **{name: value for name, value in flags.items() if value is not None}})
+        runtime = _runtime(args)
     except (OSError, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return _run_and_show(config, args.out_dir, args.data_root, runtime)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Select exactly one cell of a profile (exit 2 saying why not), run it, print where its files are."""
+    try:
+        profile = load_profile(args.profile)
+        runtime = _runtime(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out_dir = args.out_dir or profile.out_dir
+    selected = cells(profile, out_dir, args.only)
+    if len(selected) != 1:
+        shown = "".join(f"\n  {cell.label()}" for cell in selected[:20])
+        print(f"error: --only {args.only!r} selects {len(selected)} cells of {profile.name}; it must select exactly one{shown}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f"{'done' if selected[0].done else 'todo'}  {selected[0].directory}  {selected[0].label()}")
+        return 0
+    return _run_and_show(selected[0].config, out_dir, args.data_root, runtime)
+
+
+def _run_and_show(config: Config, out_dir: str | Path, data_root: str | None, runtime: Runtime) -> int:
+    """Run `config` (every process of a torchrun group together), then rank 0 prints where its files are."""
     from tkdlib.experiment import RECORD_NAME, run, run_dir
 
-    record = run(config, args.out_dir, args.data_root, progress=sys.stderr.isatty())
-    directory = run_dir(config, args.out_dir)
+    with distributed(runtime):
+        record = run(config, out_dir, data_root, progress=sys.stderr.isatty() and rank() == 0, runtime=runtime)
+        if rank() != 0:
+            return 0
+    directory = run_dir(config, out_dir)
     print(f"run:    {directory}")
     print(f"record: {directory / RECORD_NAME}")
     print(f"mask:   {directory / 'mask.pt'} (sparsity {record['sparsity']['mask']:.4f}; per layer: python -m tkdlib report {directory / 'mask.pt'})")
@@ -150,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "prune":
         return _prune(args)
+    if args.command == "run":
+        return _run(args)
     if args.command == "report":
         return _report(args)
     failures = run_batch(

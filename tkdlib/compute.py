@@ -49,12 +49,14 @@ class ComputeMeter:
     """Counts images through the watched students and teachers with forward hooks.
 
     Use `phase(name)` as a context manager around each phase; `costs` holds one `PhaseCost` per
-    phase name (a name used again accumulates).
+    phase name (a name used again accumulates). With `processes` > 1 (a process group, each rank
+    seeing its equal slice of every batch) each rank counts the images of all of them.
     """
 
-    def __init__(self, student_flops: int, teacher_flops: int = 0) -> None:
+    def __init__(self, student_flops: int, teacher_flops: int = 0, processes: int = 1) -> None:
         self.student_flops = student_flops
         self.teacher_flops = teacher_flops
+        self.processes = processes
         self.costs: dict[str, PhaseCost] = {}
         self._current: PhaseCost | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -69,13 +71,14 @@ class ComputeMeter:
 
     def _count_student(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         if self._current is not None and module.training:
-            self._current.student_forward += inputs[0].shape[0]
+            images = inputs[0].shape[0] * self.processes
+            self._current.student_forward += images
             if torch.is_grad_enabled():
-                self._current.student_backward += inputs[0].shape[0]
+                self._current.student_backward += images
 
     def _count_teacher(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         if self._current is not None:
-            self._current.teacher_forward += inputs[0].shape[0]
+            self._current.teacher_forward += inputs[0].shape[0] * self.processes
 
     @contextmanager
     def phase(self, name: str) -> Iterator[PhaseCost]:

@@ -319,6 +319,11 @@ class TensorLoader:
     the whole uint8 set is copied there once) and every batch is made there; the random draws
     come from a CPU generator, so batches are the same on every device. Deterministic: epoch e
     draws from a generator seeded with (seed, e), so the same seed gives the same batches.
+
+    With `world_size` W > 1 (several processes), every rank makes the same global batch of
+    `batch_size` images, augmentation included, and yields only its slice: rows
+    [rank · B / W, (rank + 1) · B / W) of it; so the W slices together are the batch one process
+    would load. Training batches must split evenly (`batch_size` divisible by W).
     """
 
     def __init__(
@@ -331,9 +336,15 @@ class TensorLoader:
         seed: int = 0,
         pad: int = 4,
         device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}")
+        if train and batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} does not split evenly over {world_size} processes; choose a multiple of {world_size}")
         if pad < 0:
             raise ValueError(f"pad must be ≥ 0 pixels, got {pad}")
         self.device = torch.device(device)
@@ -348,6 +359,7 @@ class TensorLoader:
         self.train = train
         self.seed = seed
         self.pad = pad
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -363,9 +375,15 @@ class TensorLoader:
             index = order[start : start + self.batch_size].to(self.device)
             with _one_cpu_thread(self.device):
                 images = self.images.index_select(0, index)  # (B, H, W, 3)
-                x = (self._augment(images, generator) if self.train else images).float()
+                images = self._augment(images, generator) if self.train else images
+                rows = self._rows(len(index))
+                x = images[rows].float()  # (B / W, H, W, 3)
                 x.view(-1, self.row_mean.numel()).sub_(self.row_mean).div_(self.row_std)
-            yield x.permute(0, 3, 1, 2), self.labels[index]  # (B, 3, H, W), channels_last in memory
+            yield x.permute(0, 3, 1, 2), self.labels[index[rows]]  # (B / W, 3, H, W), channels_last in memory
+
+    def _rows(self, count: int) -> slice:
+        """This rank's rows of a global batch of `count` images (all of them in one process)."""
+        return slice(self.rank * count // self.world_size, (self.rank + 1) * count // self.world_size)
 
     def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return crop_and_flip(images, self.pad, generator)

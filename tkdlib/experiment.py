@@ -7,6 +7,10 @@ that needs the same ones (keyed by the config fields they depend on), so a profi
 once; they carry the cost of their training, so every record can count it. A run lives in
 ``<out_dir>/<hash of its config>/``; a run whose record exists is returned without
 recomputation. Every file is written atomically.
+
+How the run executes (device, precision, processes) is a `tkdlib.runtime.Runtime`, recorded in
+the record's ``environment`` and not part of the config. Under a process group (torchrun) every
+rank runs this code in step; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
+from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
 from tkdlib.train import Batches, Distill, Schedule, evaluate, fit
 
 __all__ = ["Config", "RECORD_NAME", "load_record", "run", "run_dir"]
@@ -76,22 +81,30 @@ _REQUIRED_KEYS = {"config", "config_hash", "accuracy", "sparsity", "compute", "s
 
 
 class _Data:
-    """The run's data: augmented training batches seeded per phase name, and test batches."""
+    """The run's data, on the runtime's device: augmented training batches seeded per phase name
+    (each rank gets its slice of every batch) and whole test batches (every rank evaluates all)."""
 
-    def __init__(self, config: Config, data_root: str | Path | None) -> None:
+    def __init__(self, config: Config, data_root: str | Path | None, runtime: Runtime) -> None:
         train = datasets.load_dataset(config.dataset, "train", data_root)
         if config.train_subset is not None:
             train = dataclasses.replace(train, images=train.images[: config.train_subset], labels=train.labels[: config.train_subset])
         self.train = train
         self.test = datasets.load_dataset(config.dataset, "test", data_root)
         self.config = config
+        self.device = runtime.torch_device
         self.spec = datasets.dataset_spec(config.dataset)
         self.mean, self.std = self.spec.mean, self.spec.std
         self.input_shape = (3, *train.images.shape[1:3])
 
     def _loader(self, arrays: datasets.ImageArrays, name: str) -> datasets.TensorLoader:
         seed = self.config.seed * 1_000_003 + zlib.crc32(name.encode())
-        return datasets.TensorLoader(arrays, self.config.batch_size, self.mean, self.std, train=True, seed=seed, pad=self.spec.pad)
+        return datasets.TensorLoader(
+            arrays, self.config.batch_size, self.mean, self.std, train=True, seed=seed, pad=self.spec.pad, **self._placement()
+        )
+
+    def _placement(self) -> dict[str, Any]:
+        """Where a sharded loader's batches go: this rank's device and slice."""
+        return {"device": self.device, "rank": rank(), "world_size": world_size()}
 
     def shuffled(self, name: str) -> Batches:
         """Augmented training batches whose seed depends on the phase `name` only, so loading a
@@ -106,23 +119,24 @@ class _Data:
         return self._loader(first, f"{name}/1"), self._loader(second, f"{name}/2")
 
     def plain_train(self) -> Batches:
-        return datasets.TensorLoader(self.train, self.config.batch_size, self.mean, self.std, train=False)
+        return datasets.TensorLoader(self.train, self.config.batch_size, self.mean, self.std, train=False, **self._placement())
 
     def test_batches(self) -> Batches:
-        return datasets.TensorLoader(self.test, 256, self.mean, self.std, train=False)
+        return datasets.TensorLoader(self.test, 256, self.mean, self.std, train=False, device=self.device)
 
 
 class _Checkpoints:
     """Shared checkpoints in ``<out_dir>/checkpoints``: the trained teacher and dense student
-    (state, training cost and history), and early-epoch snapshots of the dense student."""
+    (state, training cost and history), and early-epoch snapshots of the dense student. Rank 0
+    writes them; every rank reads them."""
 
-    def __init__(self, folder: Path, config: Config, data: _Data, progress: bool) -> None:
-        self.folder, self.config, self.data, self.progress = folder, config, data, progress
+    def __init__(self, folder: Path, config: Config, data: _Data, runtime: Runtime, progress: bool) -> None:
+        self.folder, self.config, self.data, self.runtime, self.progress = folder, config, data, runtime, progress
         self.student_path = folder / f"student-{config.key(STUDENT_FIELDS)}.pt"
 
     def build(self, arch: str, seed: int) -> nn.Module:
         torch.manual_seed(seed)
-        return build_model(arch, self.data.train.num_classes).to(memory_format=torch.channels_last)
+        return self.runtime.prepare(build_model(arch, self.data.train.num_classes))
 
     def teacher(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         path = self.folder / f"teacher-{self.config.key(TEACHER_FIELDS)}.pt"
@@ -158,7 +172,7 @@ class _Checkpoints:
             model.load_state_dict(saved["state_dict"])
             return model, PhaseCost(**saved["cost"]), saved["history"]
         model, cost, history = self._train(arch, seed, phase, epochs, snapshots)
-        save_torch(path, {"state_dict": model.state_dict(), "cost": dataclasses.asdict(cost), "history": history})
+        save_shared(path, {"state_dict": model.state_dict(), "cost": dataclasses.asdict(cost), "history": history})
         return model, cost, history
 
     def _train(
@@ -168,14 +182,16 @@ class _Checkpoints:
 
         def keep_snapshot(epoch: int, trained: nn.Module) -> None:
             if epoch in snapshots:
-                save_torch(self.snapshot_path(epoch), trained.state_dict())
+                save_shared(self.snapshot_path(epoch), trained.state_dict())
 
         keep_snapshot(0, model)
-        meter = ComputeMeter(forward_flops(model, self.data.input_shape))
+        meter = ComputeMeter(forward_flops(model, self.data.input_shape), processes=world_size())
         meter.watch(model)
         schedule = Schedule(epochs, self.config.lr, weight_decay=self.config.weight_decay)
         with meter.phase(phase) as cost:
-            history = fit(model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=keep_snapshot)
+            history = fit(
+                model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=keep_snapshot, runtime=self.runtime
+            )
         meter.remove()
         return model, cost, history
 
@@ -206,35 +222,48 @@ def _compute_summary(meter: ComputeMeter, counted: tuple[str, ...]) -> dict[str,
     return {"phases": phases, "counted": [name for name in counted if name in phases], "total": totals}
 
 
-def run(config: Config, out_dir: str | Path, data_root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+def run(
+    config: Config, out_dir: str | Path, data_root: str | Path | None = None, progress: bool = False, runtime: Runtime | None = None
+) -> dict[str, Any]:
     """Run `config` (or return its existing record); the record is also written to disk.
+
+    `runtime` (default `Runtime()`: CUDA when available, else the CPU in float32) says how it
+    executes; settings the machine cannot honour fail here, before any work. Under a process
+    group every rank calls `run` with the same arguments and gets the record; rank 0 writes.
 
     A run that fails (a non-finite loss or score, a layer collapse, ...) leaves a record with
     ``status: "failed"`` and the error, keeps the checkpoints finished before the failure, and
     raises; running it again redoes it from those checkpoints.
     """
+    runtime = (runtime or Runtime()).resolved()
     directory = run_dir(config, out_dir)
     existing = load_record(directory, config)
     if existing is not None:
         return existing
     started = time.perf_counter()
-    data = _Data(config, data_root)  # a missing or wrong dataset fails here, before anything is written
-    _check_writable(directory)
-    write_json(directory / "config.json", config.to_dict())
+    tune_for(runtime)
+    data = _Data(config, data_root, runtime)  # a missing or wrong dataset fails here, before anything is written
+    writes = rank() == 0
+    if writes:
+        _check_writable(directory)
+        write_json(directory / "config.json", config.to_dict())
     try:
-        record = _execute(config, data, directory, Path(out_dir) / "checkpoints", progress)
+        record = _execute(config, data, directory, Path(out_dir) / "checkpoints", runtime, progress)
     except Exception as error:
-        write_json(directory / RECORD_NAME, {
-            "status": "failed",
-            "config": config.to_dict(),
-            "config_hash": config.key(),
-            "error": f"{type(error).__name__}: {error}",
-            "environment": _environment(),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        })
+        if writes:
+            write_json(directory / RECORD_NAME, {
+                "status": "failed",
+                "config": config.to_dict(),
+                "config_hash": config.key(),
+                "error": f"{type(error).__name__}: {error}",
+                "environment": _environment(runtime),
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            })
         raise
     record["seconds"] = {"total": round(time.perf_counter() - started, 3)}
-    write_json(directory / RECORD_NAME, record)
+    if writes:
+        write_json(directory / RECORD_NAME, record)
+    barrier()
     return record
 
 
@@ -249,12 +278,13 @@ def _check_writable(directory: Path) -> None:
         raise PermissionError(f"Cannot write run records to {directory} ({error.strerror}); choose a writable out_dir.") from error
 
 
-def _environment() -> dict[str, Any]:
+def _environment(runtime: Runtime) -> dict[str, Any]:
+    """Software and hardware of the run; `runtime` (resolved) adds device, precision, compile, world_size."""
     return {
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
-        "device": "cpu",
+        **runtime.describe(),
         "processor": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
@@ -262,9 +292,10 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path, progress: bool) -> dict[str, Any]:
-    """Every phase of one run; returns its record (without the wall time of the whole run)."""
-    checkpoints = _Checkpoints(checkpoint_dir, config, data, progress)
+def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path, runtime: Runtime, progress: bool) -> dict[str, Any]:
+    """Every phase of one run; returns its record (without the wall time of the whole run).
+    Only rank 0 writes the mask and the model."""
+    checkpoints = _Checkpoints(checkpoint_dir, config, data, runtime, progress)
     test_batches = data.test_batches()
     student, dense_cost, dense_history = checkpoints.student()
     if config.teacher_arch == SELF_TEACHER:
@@ -273,7 +304,7 @@ def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path,
         teacher, teacher_cost, teacher_history = checkpoints.teacher()
     accuracy = {"teacher": evaluate(teacher, test_batches), "dense": evaluate(student, test_batches)}
 
-    meter = ComputeMeter(forward_flops(student, data.input_shape), forward_flops(teacher, data.input_shape))
+    meter = ComputeMeter(forward_flops(student, data.input_shape), forward_flops(teacher, data.input_shape), world_size())
     meter.add("teacher", teacher_cost)
     meter.add("dense", dense_cost)
     meter.watch(student)
@@ -286,14 +317,15 @@ def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path,
 
     bench = Workbench(
         config, student, distill, data.shuffled, data.halves, test_batches, meter, data.input_shape,
-        checkpoints.dense_state, lambda: checkpoints.build(config.arch, config.seed + 1), checkpoints.pruned_path(), progress,
+        checkpoints.dense_state, lambda: checkpoints.build(config.arch, config.seed + 1), checkpoints.pruned_path(), progress, runtime,
     )
     outcome = pipeline_for(config.method)(bench)
     meter.remove()
     accuracy.update(outcome.accuracy)
     accuracy["retrained"] = evaluate(outcome.model, test_batches)
-    outcome.mask.save(directory / "mask.pt")
-    save_torch(directory / "model.pt", outcome.model.state_dict())
+    if rank() == 0:
+        outcome.mask.save(directory / "mask.pt")
+        save_torch(directory / "model.pt", outcome.model.state_dict())
     parameters = prunable_parameters(outcome.model, config.prune_first_layer, config.prune_classifier)
     return {
         "status": "finished",
@@ -312,6 +344,6 @@ def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path,
         "compute": _compute_summary(meter, counted_phases(config)),
         "history": {"teacher": teacher_history, "dense": dense_history, **outcome.history},
         "data": {"train": data.train.source, "train_images": len(data.train), "test_images": len(data.test)},
-        "environment": _environment(),
+        "environment": _environment(runtime),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tkdlib.runtime import global_mean
+
 REDUCTIONS = ("mean", "none")
 
 
@@ -93,7 +95,8 @@ def teacher_confidence(teacher_logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def measure_gamma(teacher: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """γ: the teacher's mean top-class probability over `batches` of (x, y), in eval mode."""
+    """γ: the teacher's mean top-class probability over `batches` of (x, y), in eval mode (over
+    every rank's batches under a process group)."""
     was_training = teacher.training
     teacher.eval()
     try:
@@ -102,7 +105,7 @@ def measure_gamma(teacher: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
         teacher.train(was_training)
     if not confidences:
         raise ValueError("measure_gamma needs at least one calibration batch")
-    return float(torch.cat(confidences).mean())
+    return global_mean(torch.cat(confidences))
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from torch import nn
 
 from tkdlib.compute import ComputeMeter, PhaseCost
 from tkdlib.config import Config
-from tkdlib.io import load_checkpoint, save_torch
+from tkdlib.io import load_checkpoint
 from tkdlib.masks import Mask, global_mask, prunable_parameters
+from tkdlib.runtime import CPU, Runtime, save_shared
 from tkdlib.scoring import ScoringInputs, gradient_saliency, magnitude, restrict_to, score
 from tkdlib.train import Batches, Distill, Objective, Schedule, SelfDistill, cross_entropy, evaluate, fit
 
@@ -46,7 +47,7 @@ class Workbench:
     state_dict after that many epochs of its training (0 = initialization); build_student(): a
     new student of the same architecture, in the training memory format; pruned_checkpoint: where
     a one-shot method keeps its guided, scored and masked student, shared by every run that
-    differs only in retraining.
+    differs only in retraining; runtime: how training executes (`tkdlib.runtime.Runtime`).
     """
 
     config: Config
@@ -61,6 +62,7 @@ class Workbench:
     build_student: Callable[[], nn.Module]
     pruned_checkpoint: Path | None = None
     progress: bool = False
+    runtime: Runtime = CPU
 
     def parameters(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return prunable_parameters(model, self.config.prune_first_layer, self.config.prune_classifier)
@@ -87,7 +89,7 @@ class Workbench:
         with self.meter.phase("retrain"):
             return fit(
                 model, batches or self.shuffled(seed_name), schedule, objective, mask=mask,
-                eval_batches=self.test_batches, phase=seed_name, progress=self.progress,
+                eval_batches=self.test_batches, phase=seed_name, progress=self.progress, runtime=self.runtime,
             )
 
 
@@ -135,7 +137,9 @@ def _guide(bench: Workbench, outcome: Outcome) -> None:
     if c.method == "teacher_guided" and c.guide_epochs > 0:
         guide = Schedule(c.guide_epochs, c.guide_lr, weight_decay=c.weight_decay)
         with bench.meter.phase("guide"):
-            outcome.history["guide"] = fit(bench.student, bench.shuffled("guide"), guide, bench.distill, phase="guide", progress=bench.progress)
+            outcome.history["guide"] = fit(
+                bench.student, bench.shuffled("guide"), guide, bench.distill, phase="guide", progress=bench.progress, runtime=bench.runtime
+            )
         outcome.accuracy["guided"] = evaluate(bench.student, bench.test_batches)
 
 
@@ -168,7 +172,7 @@ def _pruned_once(bench: Workbench, outcome: Outcome) -> Mask:
     mask = _score_and_mask(bench, outcome, 1, bench.config.sparsity, None)
     if bench.pruned_checkpoint is not None:
         costs = {phase: dataclasses.asdict(bench.meter.costs[phase]) for phase in ("guide", "score") if phase in bench.meter.costs}
-        save_torch(bench.pruned_checkpoint, {
+        save_shared(bench.pruned_checkpoint, {
             "state_dict": bench.student.state_dict(), "mask": mask.state_dict(),
             "accuracy": dict(outcome.accuracy), "history": dict(outcome.history), "costs": costs,
         })

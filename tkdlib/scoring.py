@@ -16,6 +16,10 @@ statistics in BatchNorm, as during training) unless a method says otherwise.
   here, the highest scores are kept and the same weights are removed.
 - ``synflow`` (Tanaka et al., 2020): data-free and iterative; see `synflow`.
 - ``magnitude``: |w|. ``random``: uniform noise from a seeded generator.
+
+Under a process group (several processes, each with its slice of every batch) the gradients of
+each batch are averaged over the ranks before they enter a score, so ∂L_b/∂w is the gradient of
+the global batch and every rank holds the same scores, hence the same mask.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tkdlib.masks import Mask, global_mask
+from tkdlib.runtime import average_across_ranks
 from tkdlib.train import Batches, Distill, Objective, cross_entropy
 
 Scores = dict[str, torch.Tensor]
@@ -87,6 +92,7 @@ def _accumulate(
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"scoring: the loss is {float(loss.detach())} at batch {used}")
             gradients = torch.autograd.grad(loss, list(parameters.values()))
+            average_across_ranks(gradients)
             with torch.no_grad():
                 for (name, param), gradient in zip(parameters.items(), gradients):
                     totals[name] += (param * gradient).abs() if saliency else gradient
@@ -133,6 +139,7 @@ def grasp(model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Bat
             inner = sum((gradient * g[name]).sum() for name, gradient in zip(parameters, gradients))
             for name, product in zip(parameters, torch.autograd.grad(inner, list(parameters.values()))):
                 hessian_gradient[name] += product
+    average_across_ranks(list(hessian_gradient.values()))  # Hg is linear in the batch: the mean of the ranks' Hg
     with torch.no_grad():
         return {name: parameters[name] * hessian_gradient[name] for name in parameters}
 

@@ -3,7 +3,9 @@
 An *objective* maps ``(model, x, y)`` to a scalar loss: `cross_entropy` for plain training,
 `Distill` for training under a frozen teacher with the joint loss α · CA-KLD + (1 − α) · CE.
 `fit` runs SGD with Nesterov momentum under a one-cycle (cosine) learning-rate schedule; with a
-`Mask` it holds the mask so pruned weights stay exactly zero.
+`Mask` it holds the mask so pruned weights stay exactly zero. A `Runtime` says how training
+executes (autocast precision, several processes, compilation); the default is float32 in one
+process, on whatever device the model is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tqdm import tqdm
 from tkdlib.data import random_crop_flip
 from tkdlib.losses import DistillationLoss, kd_kl
 from tkdlib.masks import HeldMask, Mask
+from tkdlib.runtime import CPU, Runtime, mean_across_ranks
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -108,21 +111,32 @@ def train_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     description: str = "train",
     progress: bool = False,
+    runtime: Runtime = CPU,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
-    """One pass over `batches`; returns the mean loss. Stops on a non-finite loss, naming the step."""
+    """One pass over `batches`; returns the mean loss (over every rank's batches). Stops on a
+    non-finite loss, naming the step.
+
+    `model` may be the wrapper that `Runtime.trainer` makes; forwards run under
+    ``runtime.autocast()``; backward and step go through `scaler` (default
+    ``runtime.grad_scaler()``: loss scaling for fp16, a pass-through otherwise).
+    """
+    scaler = scaler or runtime.grad_scaler()
     model.train()
     total_loss, steps = 0.0, 0
     for step, (x, y) in enumerate(tqdm(batches, desc=description, leave=False, disable=not progress)):
-        loss = objective(model, x, y)
+        with runtime.autocast():
+            loss = objective(model, x, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{description}: the loss is {float(loss.detach())} at batch {step}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         total_loss += float(loss.detach())
         steps += 1
-    return total_loss / max(steps, 1)
+    return mean_across_ranks(total_loss / max(steps, 1))
 
 
 def fit(
@@ -135,12 +149,14 @@ def fit(
     phase: str = "train",
     progress: bool = False,
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+    runtime: Runtime = CPU,
 ) -> list[dict[str, Any]]:
     """Train `model` for `schedule.epochs`; returns one dict per epoch (loss, test accuracy, seconds).
 
     `train_batches` must be re-iterable (one pass per epoch) and have a length. With `mask`, the
     pruned weights are zeroed before training and stay exactly zero throughout. `on_epoch_end`
-    is called with (epoch, model) after each epoch, epochs counted from 1.
+    is called with (epoch, model) after each epoch, epochs counted from 1. `runtime` (resolved)
+    sets the precision and, under a process group, trains through DistributedDataParallel.
     """
     if schedule.epochs == 0:
         return []
@@ -158,12 +174,13 @@ def fit(
         pct_start=schedule.warmup_fraction,
     )
     held = HeldMask(model, mask, optimizer) if mask is not None else None
+    trainer, scaler = runtime.trainer(model), runtime.grad_scaler()
     history: list[dict[str, Any]] = []
     try:
         for epoch in range(schedule.epochs):
             start = time.perf_counter()
             description = f"{phase} epoch {epoch + 1}/{schedule.epochs}"
-            loss = train_epoch(model, train_batches, objective, optimizer, scheduler, description, progress)
+            loss = train_epoch(trainer, train_batches, objective, optimizer, scheduler, description, progress, runtime, scaler)
             seconds = time.perf_counter() - start
             accuracy = evaluate(model, eval_batches) if eval_batches is not None else None
             history.append({"epoch": epoch + 1, "loss": loss, "test_accuracy": accuracy, "seconds": seconds})
