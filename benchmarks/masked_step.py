@@ -1,0 +1,78 @@
+"""Benchmark: a masked training step against a dense one, side by side.
+
+    python benchmarks/masked_step.py [--batch-size 128] [--sparsity 0.9] [--steps 1] [--repeats 15]
+
+Two copies of the same ResNet-20 (channels_last, SGD with Nesterov momentum 0.9 and weight decay
+5e-4, as `tkdlib.train.fit` uses) train on the same synthetic batch (random images and labels:
+timing only); one holds a 90 %-sparse magnitude mask with `tkdlib.masks.HeldMask`, as `fit` does.
+Their steps are timed alternately, `repeats` times `steps` steps each, and the best time of each
+is kept (on a loaded machine the best is the least disturbed); on CPU, and on CUDA too when there
+is one. The mask's own work per step (its gradient hooks and its re-masking after the optimizer
+step, two elementwise multiplies per masked tensor) is timed alone as well, since on a busy
+machine it is far below the noise of a whole step. Prints milliseconds per step of each and, on
+the last line, the ratio masked/dense (goal ≤ 1.02). Times depend on what else the machine runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+
+from tkdlib.masks import HeldMask, global_mask, prunable_parameters
+from tkdlib.models import build_model
+from tkdlib.scoring import magnitude
+from tkdlib.throughput import random_batch, time_alternately, train_step
+
+GOAL = 1.02
+
+
+def masked_over_dense(device: str, batch_size: int, sparsity: float, steps: int, repeats: int) -> float:
+    """Best seconds per masked step over best seconds per dense step of ResNet-20 on `device`."""
+    torch.manual_seed(0)
+    dense = build_model("resnet20", 10).to(device=device, memory_format=torch.channels_last).train()
+    masked = copy.deepcopy(dense)
+    mask = global_mask(magnitude(prunable_parameters(masked)), sparsity)
+    x, y = random_batch(batch_size, 32, 10, device)
+    optimizers = {
+        name: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        for name, model in (("dense", dense), ("masked", masked))
+    }
+    with HeldMask(masked, mask, optimizers["masked"]) as held:
+        seconds = time_alternately(
+            {
+                "dense": lambda: train_step(dense, optimizers["dense"], x, y),
+                "masked": lambda: train_step(masked, optimizers["masked"], x, y),
+            },
+            calls=steps,
+            repeats=repeats,
+            device=device,
+        )
+        guard = time_alternately({"reapply": held.reapply}, calls=10, repeats=repeats, device=device)["reapply"]
+    print(
+        f"{device}: dense step {seconds['dense'] * 1e3:.1f} ms, masked step ({sparsity:.0%} sparse, HeldMask) "
+        f"{seconds['masked'] * 1e3:.1f} ms (best of {repeats}×{steps} steps each, alternating); the mask's own "
+        f"work ≈ 2 × {guard * 1e3:.3f} ms per step = {2 * guard / seconds['dense']:.2%} of a dense step",
+        flush=True,
+    )
+    return seconds["masked"] / seconds["dense"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--sparsity", type=float, default=0.9, help="fraction of prunable weights removed")
+    parser.add_argument("--steps", type=int, default=1, help="consecutive steps per timing")
+    parser.add_argument("--repeats", type=int, default=15, help="alternating timings of each")
+    args = parser.parse_args()
+
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    ratios = {device: masked_over_dense(device, args.batch_size, args.sparsity, args.steps, args.repeats) for device in devices}
+    if len(ratios) > 1:
+        print(f"cuda masked/dense step time: {ratios['cuda']:.3f}")
+    print(f"masked/dense step time: {ratios['cpu']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
