@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, list[str]] = {
     "loader": ["--batches", "20", "--repeats", "2", "--steps", "3"],
     "masked_step": [],
-    "scoring_pass": [],
+    "scoring_pass": ["--repeats", "2"],
     "oneshot_vs_imp": [],
     "sparse_checkpoint": [],
 }
@@ -105,9 +105,10 @@ def main() -> None:
     about = machine(args.note)
     results = {}
     for name in args.only or BENCHMARKS:
-        results[name] = run_one(name, BENCHMARKS[name])
-        outcome = results[name].get("error") or f"{results[name]['lines'][-1]} (goal {results[name]['goal_is']} {results[name]['goal']}: {'met' if results[name]['met'] else 'NOT met'})"
-        print(f"{name} ({results[name]['seconds']:.0f} s): {outcome}", flush=True)
+        result = results[name] = run_one(name, BENCHMARKS[name])
+        verdict = f"goal {result['goal_is']} {result['goal']:g}: {'met' if result['met'] else 'NOT met'}"
+        outcome = result.get("error") or f"{result['lines'][-1]} ({verdict})"
+        print(f"{name} ({result['seconds']:.0f} s): {outcome}", flush=True)
     about["load_average_after"] = [round(load, 2) for load in os.getloadavg()]
     write_json(args.out, {"machine": about, "benchmarks": results})
     print(f"wrote {args.out}")

@@ -19,7 +19,7 @@ import run_all  # noqa: E402
 def test_time_alternately_interleaves_tasks_and_keeps_the_summary_per_call():
     order: list[str] = []
     seconds = time_alternately({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, calls=2, warmup=1, repeats=3)
-    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
     assert set(seconds) == {"a", "b"} and all(0 <= value < 0.01 for value in seconds.values())
     with pytest.raises(ValueError, match="calls"):
         time_alternately({"a": lambda: None}, calls=0)

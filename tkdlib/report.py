@@ -307,4 +307,5 @@ def benchmark_machine(path: str | Path = "benchmarks/results.json") -> pd.Series
     """The machine the benchmarks of ``benchmarks/results.json`` ran on: CPU, cores, torch,
     device, date, load averages (1, 5, 15 min) before and after, and the note left with them."""
     machine = _benchmark_results(path)["machine"]
-    return pd.Series({key: ", ".join(map(str, value)) if isinstance(value, list) else value for key, value in machine.items()}, name="value")
+    flat = {key: ", ".join(map(str, value)) if isinstance(value, list) else value for key, value in machine.items()}
+    return pd.Series(flat, name="value")

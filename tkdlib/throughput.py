@@ -109,8 +109,8 @@ def time_alternately(
     """Wall seconds per call of each task, measured side by side.
 
     Each task is first called `warmup` times untimed; then, `repeats` times over, each task in
-    turn is timed over `calls` consecutive calls, so a change in the machine's load hits all
-    tasks alike. Returns, per task name, `summary` (default: the best, `min`; or
+    turn (in reverse order every other time, so none always follows another) is timed over
+    `calls` consecutive calls, so a change in the machine's load hits all tasks alike. Returns, per task name, `summary` (default: the best, `min`; or
     `statistics.median`) of its `repeats` per-call times. On CUDA the device is synchronized
     before each clock reading.
     """
@@ -121,8 +121,8 @@ def time_alternately(
         for _ in range(warmup):
             task()
     times: dict[str, list[float]] = {name: [] for name in tasks}
-    for _ in range(repeats):
-        for name, task in tasks.items():
+    for repeat in range(repeats):
+        for name, task in list(tasks.items())[:: -1 if repeat % 2 else 1]:
             sync()
             start = perf_counter()
             for _ in range(calls):
