@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tkdlib import report
-from tkdlib.throughput import time_alternately
+from tkdlib.throughput import alternate_timings, time_alternately
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import run_all  # noqa: E402
@@ -23,6 +23,13 @@ def test_time_alternately_interleaves_tasks_and_keeps_the_summary_per_call():
     assert set(seconds) == {"a", "b"} and all(0 <= value < 0.01 for value in seconds.values())
     with pytest.raises(ValueError, match="calls"):
         time_alternately({"a": lambda: None}, calls=0)
+
+
+def test_alternate_timings_give_one_paired_value_per_repeat():
+    timings = alternate_timings({"a": lambda: None, "b": lambda: sum(range(20_000))}, calls=3, warmup=0, repeats=4)
+    assert [len(values) for values in timings.values()] == [4, 4]
+    assert all(value >= 0 for values in timings.values() for value in values)
+    assert min(timings["b"]) > min(timings["a"])
 
 
 def test_the_figure_is_the_number_after_the_last_colon():

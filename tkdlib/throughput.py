@@ -106,13 +106,25 @@ def time_alternately(
     summary: Callable[[list[float]], float] = min,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """Wall seconds per call of each task, measured side by side.
+    """Per task name, `summary` (default: the best, `min`; or `statistics.median`) of the
+    seconds per call that `alternate_timings` measures."""
+    return {name: summary(values) for name, values in alternate_timings(tasks, calls, warmup, repeats, device).items()}
+
+
+def alternate_timings(
+    tasks: Mapping[str, Callable[[], object]],
+    calls: int,
+    warmup: int = 2,
+    repeats: int = 3,
+    device: str | torch.device = "cpu",
+) -> dict[str, list[float]]:
+    """Wall seconds per call of each task, measured side by side: per task, one value per repeat.
 
     Each task is first called `warmup` times untimed; then, `repeats` times over, each task in
     turn (in reverse order every other time, so none always follows another) is timed over
-    `calls` consecutive calls, so a change in the machine's load hits all tasks alike. Returns, per task name, `summary` (default: the best, `min`; or
-    `statistics.median`) of its `repeats` per-call times. On CUDA the device is synchronized
-    before each clock reading.
+    `calls` consecutive calls, so a change in the machine's load hits all tasks alike and the
+    i-th values of two tasks were measured next to each other. On CUDA the device is
+    synchronized before each clock reading.
     """
     if calls < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need calls ≥ 1, repeats ≥ 1, warmup ≥ 0; got {calls}, {repeats}, {warmup}")
@@ -129,5 +141,4 @@ def time_alternately(
                 task()
             sync()
             times[name].append((perf_counter() - start) / calls)
-    return {name: summary(values) for name, values in times.items()}
-
+    return times
