@@ -72,7 +72,7 @@ def main() -> None:
         f"one {config.arch} training epoch, EXTRAPOLATED from the best of {args.repeats} single steps and {args.steps} "
         f"consecutive steps: {step_seconds * 1e3:.0f} ms/step × {epoch_steps} steps ({args.epoch_images:,} images) = {epoch:.1f} s"
     )
-    print(f"scoring pass/training epoch: {seconds['score'] / epoch:.4f}")
+    print(f"scoring pass/training epoch: {seconds['score'] / epoch:.5f}")
 
 
 if __name__ == "__main__":
