@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, list[str]] = {
     "loader": ["--batches", "20", "--repeats", "2", "--steps", "3"],
     "masked_step": [],
-    "scoring_pass": ["--repeats", "2"],
+    "scoring_pass": [],
     "oneshot_vs_imp": [],
     "sparse_checkpoint": [],
 }

@@ -7,26 +7,31 @@ As the `cpu` profile runs it: a ResNet-56 teacher, a ResNet-20 student, CIFAR-si
 (`score_batches`, α, T; γ fixed at 0.5 instead of measured, which costs nothing extra). The
 scoring pass is `tkdlib.scoring.score("teacher_guided", ...)`: for each of `score_batches`
 batches a teacher forward and a student forward and backward through the joint loss. The epoch
-is *extrapolated*: `steps` SGD training steps of the student (CE, the dense student's training)
-are timed and scaled to the ⌈epoch_images / 128⌉ = 391 steps of one CIFAR-10 epoch, since a
-whole epoch takes about 90 s on this machine. Inputs are synthetic (random images and labels):
-the work per batch does not depend on the pixels. Both are timed alternately, best of
-`repeats`. Prints both and, on the last line, the ratio scoring pass / epoch (goal ≤ 0.05).
+is *extrapolated*: blocks of `steps` SGD training steps of the student (CE, the dense student's
+training) are timed and scaled to the ⌈epoch_images / 128⌉ = 391 steps of one CIFAR-10 epoch,
+since a whole epoch takes about 90 s on this machine. Inputs are synthetic (random images and
+labels): the work per batch does not depend on the pixels. A scoring pass and a block of steps
+take about as long, and they are timed alternately, `repeats` times; the figure is the median of
+the paired ratios scoring pass / extrapolated epoch, which a machine whose load drifts disturbs
+least. Prints the best times of each, the same ratio by FLOP count (which no load disturbs) and,
+on the last line, the median timed ratio (goal ≤ 0.05).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 
 import torch
 
+from tkdlib.compute import forward_flops
 from tkdlib.config import Config
 from tkdlib.losses import DistillationLoss
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.scoring import ScoringInputs, score
-from tkdlib.throughput import random_batch, time_alternately, train_step
+from tkdlib.throughput import alternate_timings, random_batch, train_step
 from tkdlib.train import Distill
 
 GOAL = 0.05  # read by run_all.py: the figure on the last line should be at most this
@@ -35,12 +40,12 @@ GAMMA = 0.5  # fixed CA-KLD mix weight: measuring it is a separate, calibration 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=10, help="training steps timed, then scaled to one epoch")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per timed block, scaled to one epoch")
     parser.add_argument("--repeats", type=int, default=3, help="alternating timings of each")
     parser.add_argument("--epoch-images", type=int, default=50_000, help="training images in one epoch")
     args = parser.parse_args()
-    if args.epoch_images < 1:
-        parser.error("--epoch-images must be positive")
+    if min(args.steps, args.repeats, args.epoch_images) < 1:
+        parser.error("--steps, --repeats and --epoch-images must be positive")
 
     config = Config(arch="resnet20", teacher_arch="resnet56")
     torch.manual_seed(config.seed)
@@ -51,28 +56,28 @@ def main() -> None:
     inputs = ScoringInputs(student, prunable_parameters(student), [batch] * config.score_batches, config.score_batches, distill)
     optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
 
-    seconds = time_alternately(
-        {"score": lambda: score("teacher_guided", inputs), "step": lambda: train_step(student, optimizer, *batch)},
-        calls=1,
-        warmup=1,
-        repeats=args.repeats,
-    )
-    step_seconds = min(
-        time_alternately({"steps": lambda: train_step(student, optimizer, *batch)}, args.steps, warmup=0, repeats=1)["steps"],
-        seconds["step"],
-    )
+    def steps() -> None:
+        for _ in range(args.steps):
+            train_step(student, optimizer, *batch)
+
+    seconds = alternate_timings({"score": lambda: score("teacher_guided", inputs), "steps": steps}, calls=1, warmup=1, repeats=args.repeats)
     epoch_steps = math.ceil(args.epoch_images / config.batch_size)
-    epoch = step_seconds * epoch_steps
+    epochs = [block / args.steps * epoch_steps for block in seconds["steps"]]
+    ratios = [scoring / epoch for scoring, epoch in zip(seconds["score"], epochs)]
     print(
         f"teacher-guided scoring pass ({config.score_batches} batches of {config.batch_size}, {config.teacher_arch} teacher, "
-        f"{config.arch} student, synthetic inputs): {seconds['score']:.2f} s (best of {args.repeats})",
+        f"{config.arch} student, synthetic inputs): best {min(seconds['score']):.2f} s of {args.repeats}",
         flush=True,
     )
     print(
-        f"one {config.arch} training epoch, EXTRAPOLATED from the best of {args.repeats} single steps and {args.steps} "
-        f"consecutive steps: {step_seconds * 1e3:.0f} ms/step × {epoch_steps} steps ({args.epoch_images:,} images) = {epoch:.1f} s"
+        f"one {config.arch} training epoch, EXTRAPOLATED from {args.repeats} timings of {args.steps} steps: best "
+        f"{min(seconds['steps']) / args.steps * 1e3:.0f} ms/step × {epoch_steps} steps ({args.epoch_images:,} images) = {min(epochs):.1f} s"
     )
-    print(f"scoring pass/training epoch: {seconds['score'] / epoch:.5f}")
+    student_flops, teacher_flops = forward_flops(student, (3, 32, 32)), forward_flops(teacher, (3, 32, 32))
+    flop_ratio = config.score_batches * config.batch_size * (3 * student_flops + teacher_flops) / (args.epoch_images * 3 * student_flops)
+    print(f"by FLOP count (backward = 2 × forward, as tkdlib.compute counts; load-independent): {flop_ratio:.4f}")
+    print(f"{args.repeats} paired ratios scoring pass/epoch: {', '.join(f'{ratio:.4f}' for ratio in ratios)}")
+    print(f"scoring pass/training epoch (median): {statistics.median(ratios):.5f}")
 
 
 if __name__ == "__main__":
