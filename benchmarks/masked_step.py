@@ -1,6 +1,7 @@
 """Benchmark: a masked training step against a dense one, side by side.
 
     python benchmarks/masked_step.py [--batch-size 128] [--sparsity 0.9] [--steps 1] [--repeats 20]
+                                     [--threads N]
 
 Two copies of the same ResNet-20 (channels_last, SGD with Nesterov momentum 0.9 and weight decay
 5e-4, as `tkdlib.train.fit` uses) train on the same synthetic batch (random images and labels:
@@ -12,7 +13,10 @@ on CUDA too when there is one. The mask's own work per step (its gradient hooks 
 re-masking after the optimizer step, two elementwise multiplies per masked tensor) is timed
 alone as well, since on a busy machine it is far below the noise of a whole step. Prints
 milliseconds per step and, on the last line, the median ratio masked/dense on CPU (goal ≤ 1.02).
-Times depend on what else the machine runs.
+Times depend on what else the machine runs: where other processes load the cores, ``--threads 1``
+measures with far less noise (with two threads each op waits whenever either is descheduled;
+here a loaded machine gave paired ratios within 0.88–1.16 with one thread, 0.27–3.2 with two),
+and `run_all.py` uses it with 40 repeats.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def masked_over_dense(device: str, batch_size: int, sparsity: float, steps: int,
     ratios = [m / d for m, d in zip(seconds["masked"], seconds["dense"])]
     best_dense, best_masked = min(seconds["dense"]), min(seconds["masked"])
     print(
-        f"{device}: best dense step {best_dense * 1e3:.1f} ms, best masked step ({sparsity:.0%} sparse, HeldMask) "
+        f"{device} ({torch.get_num_threads()} CPU threads): best dense step {best_dense * 1e3:.1f} ms, best masked step ({sparsity:.0%} sparse, HeldMask) "
         f"{best_masked * 1e3:.1f} ms; {repeats} paired ratios masked/dense of {steps} step(s) each: median "
         f"{statistics.median(ratios):.3f}, range {min(ratios):.3f}–{max(ratios):.3f}; the mask's own work ≈ "
         f"2 × {guard * 1e3:.3f} ms per step = {2 * guard / best_dense:.2%} of a dense step",
@@ -72,7 +76,12 @@ def main() -> None:
     parser.add_argument("--sparsity", type=float, default=0.9, help="fraction of prunable weights removed")
     parser.add_argument("--steps", type=int, default=1, help="consecutive steps per timing")
     parser.add_argument("--repeats", type=int, default=20, help="alternating timings of each")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be positive")
+        torch.set_num_threads(args.threads)
 
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     ratios = {device: masked_over_dense(device, args.batch_size, args.sparsity, args.steps, args.repeats) for device in devices}

@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 # Each benchmark with the arguments of its quick mode, in the order they run.
 BENCHMARKS: dict[str, list[str]] = {
     "loader": ["--batches", "20", "--repeats", "2", "--steps", "3"],
-    "masked_step": [],
+    "masked_step": ["--threads", "1", "--repeats", "40"],
     "scoring_pass": [],
     "oneshot_vs_imp": [],
     "sparse_checkpoint": [],
