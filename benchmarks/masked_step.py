@@ -30,7 +30,7 @@ import torch
 from tkdlib.masks import HeldMask, global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.scoring import magnitude
-from tkdlib.throughput import alternate_timings, random_batch, time_alternately, train_step
+from tkdlib.throughput import alternate_timings, random_batch, time_alternately, train_step, use_threads
 
 GOAL = 1.02  # read by run_all.py: the figure on the last line should be at most this
 
@@ -78,10 +78,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="alternating timings of each")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args()
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be positive")
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
 
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     ratios = {device: masked_over_dense(device, args.batch_size, args.sparsity, args.steps, args.repeats) for device in devices}

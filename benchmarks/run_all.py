@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, list[str]] = {
     "loader": ["--batches", "20", "--repeats", "2", "--steps", "3"],
     "masked_step": ["--threads", "1", "--repeats", "40"],
-    "scoring_pass": [],
+    "scoring_pass": ["--threads", "1"],
     "oneshot_vs_imp": [],
     "sparse_checkpoint": [],
 }

@@ -1,6 +1,6 @@
 """Benchmark: the teacher-guided scoring pass against one training epoch of the student.
 
-    python benchmarks/scoring_pass.py [--steps 10] [--repeats 3] [--epoch-images 50000]
+    python benchmarks/scoring_pass.py [--steps 10] [--repeats 3] [--epoch-images 50000] [--threads N]
 
 As the `cpu` profile runs it: a ResNet-56 teacher, a ResNet-20 student, CIFAR-sized inputs
 (3×32×32, 10 classes), batch 128, channels_last, and `Config()`'s defaults for everything else
@@ -14,7 +14,8 @@ labels): the work per batch does not depend on the pixels. A scoring pass and a 
 take about as long, and they are timed alternately, `repeats` times; the figure is the median of
 the paired ratios scoring pass / extrapolated epoch, which a machine whose load drifts disturbs
 least. Prints the best times of each, the same ratio by FLOP count (which no load disturbs) and,
-on the last line, the median timed ratio (goal ≤ 0.05).
+on the last line, the median timed ratio (goal ≤ 0.05). On a loaded machine ``--threads 1``
+times with less noise (`run_all.py` uses it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tkdlib.losses import DistillationLoss
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.scoring import ScoringInputs, score
-from tkdlib.throughput import alternate_timings, random_batch, train_step
+from tkdlib.throughput import alternate_timings, random_batch, train_step, use_threads
 from tkdlib.train import Distill
 
 GOAL = 0.05  # read by run_all.py: the figure on the last line should be at most this
@@ -43,9 +44,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="training steps per timed block, scaled to one epoch")
     parser.add_argument("--repeats", type=int, default=3, help="alternating timings of each")
     parser.add_argument("--epoch-images", type=int, default=50_000, help="training images in one epoch")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args()
     if min(args.steps, args.repeats, args.epoch_images) < 1:
         parser.error("--steps, --repeats and --epoch-images must be positive")
+    use_threads(args.threads)
 
     config = Config(arch="resnet20", teacher_arch="resnet56")
     torch.manual_seed(config.seed)
@@ -66,7 +69,7 @@ def main() -> None:
     ratios = [scoring / epoch for scoring, epoch in zip(seconds["score"], epochs)]
     print(
         f"teacher-guided scoring pass ({config.score_batches} batches of {config.batch_size}, {config.teacher_arch} teacher, "
-        f"{config.arch} student, synthetic inputs): best {min(seconds['score']):.2f} s of {args.repeats}",
+        f"{config.arch} student, synthetic inputs, {torch.get_num_threads()} CPU threads): best {min(seconds['score']):.2f} s of {args.repeats}",
         flush=True,
     )
     print(

@@ -68,3 +68,10 @@ def test_benchmark_table_reads_results(tmp_path: Path):
     assert machine["cpu"] == "Some CPU" and machine["load_average_before"] == "3.5, 2.0, 1.0"
     with pytest.raises(FileNotFoundError, match="make bench"):
         report.benchmark_table(tmp_path / "absent.json")
+
+
+def test_use_threads_refuses_a_non_positive_count():
+    from tkdlib.throughput import use_threads
+
+    with pytest.raises(ValueError, match="positive"):
+        use_threads(0)

@@ -82,6 +82,16 @@ def train_step_rate(
     return batch_size / seconds["train"]
 
 
+def use_threads(threads: int | None) -> None:
+    """Let torch use `threads` CPU threads (None: leave torch's default). Where other processes
+    load the cores, one thread times with far less noise: with two, every op waits whenever
+    either thread is descheduled."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be a positive number, got {threads}")
+        torch.set_num_threads(threads)
+
+
 def random_batch(
     batch_size: int, image_size: int, num_classes: int, device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
