@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?= sample
 
-.PHONY: book test batch html venv clean
+.PHONY: book test batch html bench venv clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ html: $(STAMP)
 ## The whole test suite (pytest exits 5 when it collects nothing: that fails too).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## Every benchmark in benchmarks/ (a few minutes on 2 cores); figures and goals go to benchmarks/results.json.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf _build book/generated

@@ -156,3 +156,27 @@ def test_channels_last_model_masks_where_torch_prune_global_unstructured_fails()
     for name, param in parameters.items():
         assert torch.equal(param != 0, mask[name]), name
         assert param.grad is not None and torch.all(param.grad[~mask[name]] == 0), name
+
+
+def test_channels_last_weights_stay_zero_and_the_held_mask_shares_their_layout():
+    torch.manual_seed(0)
+    model = build_model("resnet20", 10).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (8,))
+    for _ in range(2):  # momentum for every weight before pruning
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    mask = global_mask(magnitude(prunable_parameters(model)), 0.9)
+    with HeldMask(model, mask, optimizer) as held:
+        for param, keep in held._pairs:
+            assert keep.dtype == param.dtype and keep.stride() == param.stride()
+        for _ in range(5):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    parameters = dict(model.named_parameters())
+    for name, keep in mask.items():
+        assert torch.all(parameters[name][~keep] == 0) and torch.all(parameters[name].grad[~keep] == 0), name
+        assert torch.any(parameters[name][keep] != 0), name

@@ -257,14 +257,19 @@ class HeldMask:
 
     On creation the pruned weights are zeroed; their gradients are zeroed by tensor hooks (so
     momentum and weight decay never move them); if an optimizer is given, the mask is re-applied
-    after each of its steps as a second guard. State_dict keys and module classes are unchanged.
-    Use as a context manager or call `remove()`.
+    after each of its steps as a second guard (momentum built up before the mask was held would
+    otherwise move them). State_dict keys and module classes are unchanged. Use as a context
+    manager or call `remove()`.
+
+    Each mask is held as a 0/1 tensor of its parameter's dtype, device and strides (channels_last
+    included), so each guard is one plain elementwise multiply per masked tensor: no type
+    promotion from bool, no strided copy.
     """
 
     def __init__(self, model: nn.Module, mask: Mask, optimizer: torch.optim.Optimizer | None = None) -> None:
         mask.check_fits(model)
         parameters = dict(model.named_parameters())
-        self._pairs = [(parameters[name], mask[name].to(parameters[name].device)) for name in mask]
+        self._pairs = [(parameters[name], torch.empty_like(parameters[name]).copy_(mask[name])) for name in mask]
         self._handles = [param.register_hook(lambda grad, keep=keep: grad * keep) for param, keep in self._pairs]
         if optimizer is not None:
             self._handles.append(optimizer.register_step_post_hook(lambda *_: self.reapply()))

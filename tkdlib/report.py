@@ -345,3 +345,36 @@ def iterative_cost_text(records: pd.DataFrame) -> str:
         f"through the student as teacher-guided one-shot pruning, for {numbers['imp_flop_ratio']:.2f} × the FLOPs "
         "(both counting the training of the teacher and dense student they pay for)."
     )
+
+
+def _benchmark_results(path: str | Path) -> dict[str, Any]:
+    """The content of a ``benchmarks/results.json`` written by ``benchmarks/run_all.py``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `make bench` (benchmarks/run_all.py) first")
+    return json.loads(path.read_text())
+
+
+def benchmark_table(path: str | Path = "benchmarks/results.json") -> pd.DataFrame:
+    """One row per benchmark of ``benchmarks/results.json``: what its figure measures (a ratio,
+    unitless), the figure, its goal (≤ or ≥), whether it is met, and the benchmark's wall seconds."""
+    rows = []
+    for name, result in _benchmark_results(path)["benchmarks"].items():
+        measures = result["lines"][-1].rsplit(":", 1)[0] if result["figure"] is not None else "(failed)"
+        rows.append({
+            "benchmark": name,
+            "measures": measures,
+            "figure": result["figure"],
+            "goal": f"{'≥' if result['goal_is'] == 'at least' else '≤'} {result['goal']:g}",
+            "met": "yes" if result["met"] else ("no" if "error" not in result else f"failed: {result['error']}"),
+            "seconds": result["seconds"],
+        })
+    return pd.DataFrame(rows).set_index("benchmark")
+
+
+def benchmark_machine(path: str | Path = "benchmarks/results.json") -> pd.Series:
+    """The machine the benchmarks of ``benchmarks/results.json`` ran on: CPU, cores, torch,
+    device, date, load averages (1, 5, 15 min) before and after, and the note left with them."""
+    machine = _benchmark_results(path)["machine"]
+    flat = {key: ", ".join(map(str, value)) if isinstance(value, list) else value for key, value in machine.items()}
+    return pd.Series(flat, name="value")

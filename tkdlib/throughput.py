@@ -9,7 +9,7 @@ time, so each is the best of `repeats` measurements.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -77,20 +77,78 @@ def train_step_rate(
     torch.manual_seed(0)
     model = build_model(arch, num_classes).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch_size, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (batch_size,))
-    rates = []
-    for _ in range(repeats):
-        for _ in range(warmup):
-            _step(model, optimizer, x, y)
-        start = perf_counter()
-        for _ in range(steps):
-            _step(model, optimizer, x, y)
-        rates.append(steps * batch_size / (perf_counter() - start))
-    return max(rates)
+    x, y = random_batch(batch_size, image_size, num_classes)
+    seconds = time_alternately({"train": lambda: train_step(model, optimizer, x, y)}, steps, warmup, repeats)
+    return batch_size / seconds["train"]
 
 
-def _step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+def use_threads(threads: int | None) -> None:
+    """Let torch use `threads` CPU threads (None: leave torch's default). Where other processes
+    load the cores, one thread times with far less noise: with two, every op waits whenever
+    either thread is descheduled."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be a positive number, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def random_batch(
+    batch_size: int, image_size: int, num_classes: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standard-normal images (batch_size, 3, image_size, image_size), channels_last, and uniform
+    class indices (batch_size,): synthetic data, good for timing only."""
+    x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=torch.channels_last)
+    return x, torch.randint(0, num_classes, (batch_size,), device=device)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One SGD step: zero the gradients, forward, cross-entropy, backward, update."""
     optimizer.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y).backward()
     optimizer.step()
+
+
+def time_alternately(
+    tasks: Mapping[str, Callable[[], object]],
+    calls: int,
+    warmup: int = 2,
+    repeats: int = 3,
+    summary: Callable[[list[float]], float] = min,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Per task name, `summary` (default: the best, `min`; or `statistics.median`) of the
+    seconds per call that `alternate_timings` measures."""
+    return {name: summary(values) for name, values in alternate_timings(tasks, calls, warmup, repeats, device).items()}
+
+
+def alternate_timings(
+    tasks: Mapping[str, Callable[[], object]],
+    calls: int,
+    warmup: int = 2,
+    repeats: int = 3,
+    device: str | torch.device = "cpu",
+) -> dict[str, list[float]]:
+    """Wall seconds per call of each task, measured side by side: per task, one value per repeat.
+
+    Each task is first called `warmup` times untimed; then, `repeats` times over, each task in
+    turn (in reverse order every other time, so none always follows another) is timed over
+    `calls` consecutive calls, so a change in the machine's load hits all tasks alike and the
+    i-th values of two tasks were measured next to each other. On CUDA the device is
+    synchronized before each clock reading.
+    """
+    if calls < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need calls ≥ 1, repeats ≥ 1, warmup ≥ 0; got {calls}, {repeats}, {warmup}")
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    for task in tasks.values():
+        for _ in range(warmup):
+            task()
+    times: dict[str, list[float]] = {name: [] for name in tasks}
+    for repeat in range(repeats):
+        for name, task in list(tasks.items())[:: -1 if repeat % 2 else 1]:
+            sync()
+            start = perf_counter()
+            for _ in range(calls):
+                task()
+            sync()
+            times[name].append((perf_counter() - start) / calls)
+    return times
