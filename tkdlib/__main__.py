@@ -90,10 +90,8 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
         epilog=RUN_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
+    _add_profile_arguments(run)
     run.add_argument("--only", default=None, help="glob on the cell labels that selects exactly one cell (not needed for a one-cell profile)")
-    run.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
-    run.add_argument("--data-root", default=None, help="folder holding the datasets (default: $TKD_DATA)")
     run.add_argument("--dry-run", action="store_true", help="print the selected cell and its run folder, run nothing")
     _add_runtime_arguments(run)
     report = commands.add_parser(
@@ -104,6 +102,13 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     report.add_argument("mask", type=Path, help="a mask file written by Mask.save (e.g. <run directory>/mask.pt)")
+
+
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    """--profile, --out-dir and --data-root: which profile's cells, where their runs live, where the data is."""
+    parser.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
+    parser.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
+    parser.add_argument("--data-root", default=None, help="folder holding the datasets (default: $TKD_DATA)")
 
 
 def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -199,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_prune_commands(commands)
     batch = commands.add_parser("batch", help="run a profile's grid with papermill, then its results notebook")
-    batch.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
-    batch.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
-    batch.add_argument("--data-root", default=None, help="folder holding the datasets (default: $TKD_DATA)")
+    _add_profile_arguments(batch)
     batch.add_argument("--only", default=None, help="run only cells whose label contains this glob")
     batch.add_argument(
         "--shard",

@@ -328,7 +328,7 @@ def headline_text(records: pd.DataFrame) -> str:
     missing = [label(m) for m in METHOD_LABELS if f"accuracy_{m}" not in numbers]
     if missing:
         text += f" Not yet run at {at}: {_and_list(missing)}."
-    return f"{text} {iterative_cost_text(records)}"
+    return f"{text} {_iterative_cost_sentence(numbers)}"
 
 
 def _and_list(items: list[str]) -> str:
@@ -336,8 +336,11 @@ def _and_list(items: list[str]) -> str:
 
 
 def iterative_cost_text(records: pd.DataFrame) -> str:
-    """One Markdown sentence: IMP's cost over ours at the `comparison_sparsity`, or why it is missing."""
-    numbers = headline(records)
+    """One sentence: IMP's cost over ours at the `comparison_sparsity`, or that IMP is missing there."""
+    return _iterative_cost_sentence(headline(records))
+
+
+def _iterative_cost_sentence(numbers: dict[str, float]) -> str:
     if "imp_image_ratio" not in numbers:
         return f"Iterative magnitude pruning has not been run beside teacher-guided pruning at {numbers['sparsity']:.0f} % sparsity in this profile yet."
     return (
