@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 
-from tkdlib.report import comparison_sparsity, figure_source, headline, headline_text, iterative_cost_text
+from tkdlib.experiment import RECORD_NAME
+from tkdlib.report import comparison_sparsity, figure_source, headline, headline_text, iterative_cost_text, thinnest_layers
 
 
 def test_figure_source_names_profile_runs_seeds_and_data():
@@ -52,3 +56,25 @@ def test_headline_counts_imp_cost_once_both_ran():
 def test_headline_says_when_ours_is_missing_or_alone():
     assert "has not finished at 90 % sparsity yet" in headline_text(_records([("magnitude", 0.9, 0.8)]))
     assert "no other method has finished there yet" in headline_text(_records([("teacher_guided", 0.9, 0.8)]))
+
+
+def _layer(name: str, kept: int, total: int) -> dict:
+    return {"name": f"{name}.weight", "kept": kept, "total": total, "density": kept / total}
+
+
+def test_thinnest_layers_names_each_methods_emptiest_layer_at_the_comparison_sparsity(tmp_path: Path):
+    masks = {
+        "tg90": [_layer("conv1", 400, 432), _layer("layers.8.conv2", 20, 36864), _layer("fc", 600, 640)],
+        "mag90": [_layer("conv1", 333, 432), _layer("layers.8.conv2", 509, 36864), _layer("fc", 5, 640)],
+        "tg50": [_layer("conv1", 1, 432), _layer("layers.8.conv2", 20000, 36864), _layer("fc", 600, 640)],
+    }
+    for run, layers in masks.items():
+        (tmp_path / run).mkdir()
+        (tmp_path / run / RECORD_NAME).write_text(json.dumps({"sparsity": {"layers": layers}}))
+    records = _records([("teacher_guided", 0.9, 0.8), ("magnitude", 0.9, 0.82), ("teacher_guided", 0.5, 0.9)])
+    records["run"] = ["tg90", "mag90", "tg50"]
+    table = thinnest_layers(tmp_path, records)
+    assert list(table.index) == ["teacher-guided (ours)", "magnitude"]  # thinnest first; the 50 % run is not at the comparison sparsity
+    assert table.loc["teacher-guided (ours)", "thinnest layer"] == "layers.8.conv2"
+    assert (table.loc["teacher-guided (ours)", "kept"], table.loc["teacher-guided (ours)", "of"]) == (20, 36864)
+    assert table.loc["magnitude", "thinnest layer"] == "fc" and table.loc["magnitude", "density (%)"] == 0.78

@@ -220,20 +220,38 @@ def phase_seconds_text(out_dir: str | Path, records: pd.DataFrame, method: str =
     return ", ".join(f"{PHASE_NAMES.get(phase, phase)} {value:,.{0 if value >= 10 else 1}f} s" for phase, value in seconds.items())
 
 
+def _layers_at_comparison(out_dir: str | Path, records: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """Per method label, the per-layer mask summary (name, shape, kept, total, density) of its run
+    at the `comparison_sparsity` (first seed), in network order."""
+    top = _at_comparison_sparsity(records).drop_duplicates("method")
+    return {label(method): _read_record(out_dir, run)["sparsity"]["layers"] for method, run in zip(top["method"], top["run"])}
+
+
 def layer_density_heatmap(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
     """Density (fraction kept) of every prunable layer, one column per method, at the
     `comparison_sparsity` (first seed)."""
-    top = _at_comparison_sparsity(records).drop_duplicates("method")
-    columns = {}
-    for method, run in zip(top["method"], top["run"]):
-        layers = _read_record(out_dir, run)["sparsity"]["layers"]
-        columns[label(method)] = {layer["name"].removesuffix(".weight"): layer["density"] for layer in layers}
+    columns = {
+        method: {layer["name"].removesuffix(".weight"): layer["density"] for layer in layers}
+        for method, layers in _layers_at_comparison(out_dir, records).items()
+    }
     frame = pd.DataFrame(columns)
     figure, axes = plt.subplots(figsize=(1.2 + 0.75 * len(columns), 1.5 + 0.25 * len(frame)))
     sns.heatmap(frame, vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "density (fraction kept)"}, ax=axes)
-    axes.set_title(f"{top['sparsity'].iloc[0]:.0%} sparse; {data_label(records)}", fontsize=8)
+    axes.set_title(f"{comparison_sparsity(records):.0%} sparse; {data_label(records)}", fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def thinnest_layers(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
+    """Per method at the `comparison_sparsity` (first seed): the prunable layer it keeps the
+    smallest fraction of, with weights kept / total and that density in percent. A layer kept at a
+    few weights passes little more than what its residual connection carries around it."""
+    rows = []
+    for method, layers in _layers_at_comparison(out_dir, records).items():
+        thinnest = min(layers, key=lambda layer: layer["density"])
+        rows.append({"method": method, "thinnest layer": thinnest["name"].removesuffix(".weight"),
+                     "kept": thinnest["kept"], "of": thinnest["total"], "density (%)": round(thinnest["density"] * 100, 2)})
+    return pd.DataFrame(rows).set_index("method").sort_values("density (%)")
 
 
 def figure_source(records: pd.DataFrame, profile: str) -> str:
