@@ -59,6 +59,7 @@ class ComputeMeter:
         self.processes = processes
         self.costs: dict[str, PhaseCost] = {}
         self._current: PhaseCost | None = None
+        self._started = 0.0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def watch(self, student: nn.Module) -> None:
@@ -84,16 +85,33 @@ class ComputeMeter:
     def phase(self, name: str) -> Iterator[PhaseCost]:
         cost = self.costs.setdefault(name, PhaseCost())
         self._current = cost
-        start = time.perf_counter()
+        self._started = time.perf_counter()
         try:
             yield cost
         finally:
-            cost.seconds += time.perf_counter() - start
-            cost.flops = (
-                (cost.student_forward + 2 * cost.student_backward) * self.student_flops
-                + cost.teacher_forward * self.teacher_flops
-            )
+            cost.seconds += time.perf_counter() - self._started
+            cost.flops = self._flops(cost)
             self._current = None
+
+    def _flops(self, cost: PhaseCost) -> float:
+        return (cost.student_forward + 2 * cost.student_backward) * self.student_flops + cost.teacher_forward * self.teacher_flops
+
+    def so_far(self) -> dict[str, float]:
+        """The running phase's cost until now (seconds included), as a dict of `PhaseCost` fields:
+        what a resumable training saves beside its state."""
+        if self._current is None:
+            raise RuntimeError("so_far() is only meaningful inside `phase(...)`")
+        cost = PhaseCost(**asdict(self._current))
+        cost.seconds += time.perf_counter() - self._started
+        cost.flops = self._flops(cost)
+        return asdict(cost)
+
+    def credit(self, cost: dict[str, float]) -> None:
+        """Add a cost paid earlier (by an interrupted process, saved from `so_far`) to the running phase."""
+        if self._current is None:
+            raise RuntimeError("credit() is only meaningful inside `phase(...)`")
+        for name in ("seconds", "student_forward", "student_backward", "teacher_forward"):
+            setattr(self._current, name, getattr(self._current, name) + cost[name])
 
     def add(self, name: str, cost: PhaseCost) -> None:
         """Record a phase measured elsewhere (e.g. a shared checkpoint's training, loaded from disk)."""

@@ -40,7 +40,7 @@ from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
 from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
-from tkdlib.train import Batches, Distill, Schedule, evaluate, fit
+from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
 __all__ = ["Config", "RECORD_NAME", "load_record", "run", "run_dir"]
 
@@ -171,13 +171,18 @@ class _Checkpoints:
             model = self.build(arch, seed)
             model.load_state_dict(saved["state_dict"])
             return model, PhaseCost(**saved["cost"]), saved["history"]
-        model, cost, history = self._train(arch, seed, phase, epochs, snapshots)
+        partial = path.with_name(f"{path.stem}.partial.pt")
+        model, cost, history = self._train(arch, seed, phase, epochs, snapshots, partial)
         save_shared(path, {"state_dict": model.state_dict(), "cost": dataclasses.asdict(cost), "history": history})
+        if rank() == 0:
+            partial.unlink(missing_ok=True)
         return model, cost, history
 
     def _train(
-        self, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...]
+        self, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...], partial: Path | None = None
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
+        """Train `arch` from initialization `seed`; with `partial`, keep the training state there
+        after every epoch and resume from it (a killed teacher training loses one epoch at most)."""
         model = self.build(arch, seed)
 
         def keep_snapshot(epoch: int, trained: nn.Module) -> None:
@@ -188,9 +193,11 @@ class _Checkpoints:
         meter = ComputeMeter(forward_flops(model, self.data.input_shape), processes=world_size())
         meter.watch(model)
         schedule = Schedule(epochs, self.config.lr, weight_decay=self.config.weight_decay)
+        epoch_state = EpochState(partial, save_extra=meter.so_far, load_extra=meter.credit) if partial else None
         with meter.phase(phase) as cost:
             history = fit(
-                model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=keep_snapshot, runtime=self.runtime
+                model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=keep_snapshot,
+                runtime=self.runtime, epoch_state=epoch_state,
             )
         meter.remove()
         return model, cost, history

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -21,9 +22,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from tkdlib.data import random_crop_flip
+from tkdlib.io import load_checkpoint
 from tkdlib.losses import DistillationLoss, kd_kl
 from tkdlib.masks import HeldMask, Mask
-from tkdlib.runtime import CPU, Runtime, mean_across_ranks
+from tkdlib.runtime import CPU, Runtime, mean_across_ranks, save_shared
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -84,6 +86,56 @@ class Schedule:
             raise ValueError(f"epochs must be ≥ 0, got {self.epochs}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@runtime_checkable
+class EpochCounted(Protocol):
+    """Batches whose order depends on how many epochs they have served (`TensorLoader`), so a
+    resumed training can draw the batches it would have drawn."""
+
+    epoch: int
+
+
+@dataclass
+class EpochState:
+    """Where `fit` keeps its whole training state after every epoch, so that a training killed
+    midway continues from its last finished epoch instead of from the start.
+
+    The file holds the model, optimizer, learning-rate schedule and gradient-scaler states, the
+    history so far and whatever `save_extra` returns (the caller's own state, e.g. the compute
+    counted so far); on resuming, `load_extra` gets that back. With `EpochCounted` batches and a
+    deterministic device (the CPU) a resumed training ends with the same weights, bit for bit, as
+    an uninterrupted one. `fit` leaves the file in place: the caller removes it once it has saved
+    what the training produced (a `fit` that finds a finished state simply returns its history).
+    """
+
+    path: Path
+    save_extra: Callable[[], dict[str, Any]] = dict
+    load_extra: Callable[[dict[str, Any]], None] = lambda extra: None
+
+    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                scaler: torch.amp.GradScaler, batches: Batches) -> list[dict[str, Any]]:
+        """Load a saved state into the given objects; returns the history of the epochs it covers
+        (empty when there is no readable state file)."""
+        state = load_checkpoint(self.path)
+        if state is None:
+            return []
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        self.load_extra(state["extra"])
+        if isinstance(batches, EpochCounted):
+            batches.epoch += len(state["history"])
+        return state["history"]
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+             scaler: torch.amp.GradScaler, history: list[dict[str, Any]]) -> None:
+        """Write the state after an epoch, atomically (rank 0; every rank must call it)."""
+        save_shared(self.path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "history": history, "extra": self.save_extra(),
+        })
 
 
 @torch.no_grad()
@@ -150,13 +202,15 @@ def fit(
     progress: bool = False,
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
     runtime: Runtime = CPU,
+    epoch_state: EpochState | None = None,
 ) -> list[dict[str, Any]]:
     """Train `model` for `schedule.epochs`; returns one dict per epoch (loss, test accuracy, seconds).
 
     `train_batches` must be re-iterable (one pass per epoch) and have a length. With `mask`, the
     pruned weights are zeroed before training and stay exactly zero throughout. `on_epoch_end`
     is called with (epoch, model) after each epoch, epochs counted from 1. `runtime` (resolved)
-    sets the precision and, under a process group, trains through DistributedDataParallel.
+    sets the precision and, under a process group, trains through DistributedDataParallel. With
+    `epoch_state`, training resumes from the state saved there and saves it after every epoch.
     """
     if schedule.epochs == 0:
         return []
@@ -173,11 +227,12 @@ def fit(
         total_steps=schedule.epochs * len(train_batches),  # type: ignore[arg-type]
         pct_start=schedule.warmup_fraction,
     )
+    scaler = runtime.grad_scaler()
+    history = epoch_state.restore(model, optimizer, scheduler, scaler, train_batches) if epoch_state else []
     held = HeldMask(model, mask, optimizer) if mask is not None else None
-    trainer, scaler = runtime.trainer(model), runtime.grad_scaler()
-    history: list[dict[str, Any]] = []
+    trainer = runtime.trainer(model)
     try:
-        for epoch in range(schedule.epochs):
+        for epoch in range(len(history), schedule.epochs):
             start = time.perf_counter()
             description = f"{phase} epoch {epoch + 1}/{schedule.epochs}"
             loss = train_epoch(trainer, train_batches, objective, optimizer, scheduler, description, progress, runtime, scaler)
@@ -186,6 +241,8 @@ def fit(
             history.append({"epoch": epoch + 1, "loss": loss, "test_accuracy": accuracy, "seconds": seconds})
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, model)
+            if epoch_state is not None:  # after the callback, so a resumed training never skips it
+                epoch_state.save(model, optimizer, scheduler, scaler, history)
     finally:
         if held is not None:
             held.remove()
