@@ -41,7 +41,8 @@ def test_partial_grid_compares_where_most_methods_finished():
     assert abs(numbers["gap_to_best_other"] - (-2.0)) < 1e-9
     text = headline_text(records)
     assert "80.0 % after retraining, against 82.0 % for magnitude and 79.0 % for SNIP" in text
-    assert "It ranks 2 of the 3 methods" in text and "Not yet run at 90 % sparsity: CE gradient" in text
+    assert "It ranks 2 of the 3 methods finished there, 2.0 percentage points behind the best of the others, magnitude." in text
+    assert "Not yet run at 90 % sparsity: CE gradient" in text
     assert "iterative magnitude pruning has not been run" in text.lower() and "imp_image_ratio" not in numbers
 
 
@@ -50,7 +51,9 @@ def test_headline_counts_imp_cost_once_both_ran():
     numbers = headline(records)
     assert numbers["imp_image_ratio"] == 5 and numbers["imp_flop_ratio"] == 6
     assert "passed 5.00 × as many images" in iterative_cost_text(records)
-    assert "ranks 2 of the 2 methods" in headline_text(records)
+    assert "ranks 2 of the 2 methods finished there, 1.0 percentage points behind the best of the others, IMP" in headline_text(records)
+    ahead = _records([("teacher_guided", 0.9, 0.83), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.75)])
+    assert "ranks 1 of the 3 methods finished there, 1.0 percentage points ahead of the best of the others, magnitude." in headline_text(ahead)
 
 
 def test_headline_says_when_ours_is_missing_or_alone():

@@ -339,9 +339,11 @@ def headline_text(records: pd.DataFrame) -> str:
         return text + "; no other method has finished there yet."
     others = [m for m in METHOD_LABELS if m != OURS and f"accuracy_{m}" in numbers]
     text += ", against " + _and_list([f"{numbers[f'accuracy_{m}']:.1f} % for {label(m)}" for m in others]) + ". "
+    best_other = max(others, key=lambda m: numbers[f"accuracy_{m}"])
+    gap = numbers["gap_to_best_other"]
     text += (
         f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
-        f"{numbers['gap_to_best_other']:+.1f} percentage points from the best of the others (negative: behind)."
+        f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(best_other)}."
     )
     missing = [label(m) for m in METHOD_LABELS if f"accuracy_{m}" not in numbers]
     if missing:
