@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from tkdlib import train
 from tkdlib.compute import ComputeMeter
 from tkdlib.data import ImageArrays, TensorLoader
+from tkdlib.experiment import PARTIAL_DIR, Config, run, run_dir
 from tkdlib.train import EpochState, Schedule, fit
 
-from conftest import TinyNet
+from conftest import TINY_RUN, TinyNet
 
 EPOCHS = 3
 SCHEDULE = Schedule(EPOCHS, lr=0.1)
@@ -54,14 +56,14 @@ def test_resumed_training_ends_bitwise_equal_and_counts_every_epoch_once(tmp_pat
 
     path = tmp_path / "state.pt"
     first_meter = ComputeMeter(1000)
-    state = EpochState(path, save_extra=first_meter.so_far, load_extra=first_meter.credit)
+    state = EpochState.metered(path, first_meter)
     # The callback of epoch `killed_after + 1` dies: the state on disk is the one after `killed_after` epochs.
     with pytest.raises(Killed):
         train_metered(state, first_meter, fresh_net(), on_epoch_end=kill_after(killed_after + 1))
     assert len(torch.load(path, weights_only=True)["history"]) == killed_after
 
     resumed, meter = fresh_net(), ComputeMeter(1000)
-    history = train_metered(EpochState(path, save_extra=meter.so_far, load_extra=meter.credit), meter, resumed)
+    history = train_metered(EpochState.metered(path, meter), meter, resumed)
 
     assert [entry["epoch"] for entry in history] == list(range(1, EPOCHS + 1))
     assert [entry["loss"] for entry in history] == [entry["loss"] for entry in reference_history]
@@ -86,4 +88,53 @@ def test_meter_refuses_costs_outside_a_phase():
     with pytest.raises(RuntimeError, match="inside `phase"):
         meter.so_far()
     with pytest.raises(RuntimeError, match="inside `phase"):
-        meter.credit({"seconds": 1.0, "student_forward": 0, "student_backward": 0, "teacher_forward": 0})
+        meter.resume({"seconds": 1.0, "student_forward": 0, "student_backward": 0, "teacher_forward": 0})
+
+
+# A run killed inside a later training phase resumes there and ends with the uninterrupted record.
+# Each entry: the config's changes, and which call of `train_epoch` dies (the teacher's and the
+# dense student's single epochs are calls 1 and 2; the pipeline's epochs follow).
+RESUMED_RUNS = {
+    "imp": (dict(method="imp", prune_rounds=2, retrain_epochs=2), 6),  # round 2's second epoch: rewinding and masks recomputed
+    "colt": (dict(method="colt", prune_rounds=2), 6),  # round 2's second ticket
+    "epsd": (dict(method="epsd", retrain_epochs=2), 5),  # the last of 3 sparse epochs: the objective's random second views
+    "teacher_guided": (dict(method="teacher_guided", guide_epochs=2, retrain_epochs=2), 6),  # after a resumed-over guiding phase
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESUMED_RUNS))
+def test_a_run_killed_midway_resumes_to_the_uninterrupted_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
+    changes, dies_at = RESUMED_RUNS[name]
+    config = Config(**{**TINY_RUN, "train_subset": 192, **changes})
+    real_epoch, calls = train.train_epoch, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == dies_at and kill:
+            raise Killed
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", counted)
+    kill = False
+    reference = run(config, tmp_path / "reference")
+    epochs_in_all = len(calls)
+
+    out_dir, kill = tmp_path / "killed", True
+    calls.clear()
+    with pytest.raises(Killed):
+        run(config, out_dir)
+    assert any((run_dir(config, out_dir) / PARTIAL_DIR).glob("*.pt")), "the killed run kept no epoch state"
+
+    kill = False
+    calls.clear()
+    resumed = run(config, out_dir)
+    assert len(calls) == epochs_in_all - (dies_at - 1), "the resumed run trained epochs it had finished"
+    assert not (run_dir(config, out_dir) / PARTIAL_DIR).exists()
+    assert resumed["accuracy"] == reference["accuracy"] and resumed["sparsity"] == reference["sparsity"]
+    for phase, cost in reference["compute"]["phases"].items():
+        for key in ("student_forward", "student_backward", "teacher_forward"):
+            assert resumed["compute"]["phases"][phase][key] == cost[key], (phase, key)
+    for file in ("mask.pt", "model.pt"):
+        a = torch.load(run_dir(config, tmp_path / "reference") / file, weights_only=True)
+        b = torch.load(run_dir(config, out_dir) / file, weights_only=True)
+        assert all(torch.equal(a[k], b[k]) for k in a), file

@@ -106,12 +106,15 @@ class ComputeMeter:
         cost.flops = self._flops(cost)
         return asdict(cost)
 
-    def credit(self, cost: dict[str, float]) -> None:
-        """Add a cost paid earlier (by an interrupted process, saved from `so_far`) to the running phase."""
+    def resume(self, cost: dict[str, float]) -> None:
+        """Set the running phase's cost to `cost`, what `so_far` returned in an interrupted process
+        at the point this one resumes from; time spent here from then on is added when the phase ends."""
         if self._current is None:
-            raise RuntimeError("credit() is only meaningful inside `phase(...)`")
-        for name in ("seconds", "student_forward", "student_backward", "teacher_forward"):
-            setattr(self._current, name, getattr(self._current, name) + cost[name])
+            raise RuntimeError("resume() is only meaningful inside `phase(...)`")
+        for name in ("student_forward", "student_backward", "teacher_forward"):
+            setattr(self._current, name, int(cost[name]))
+        self._current.seconds = cost["seconds"]
+        self._started = time.perf_counter()
 
     def add(self, name: str, cost: PhaseCost) -> None:
         """Record a phase measured elsewhere (e.g. a shared checkpoint's training, loaded from disk)."""

@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import json
 import platform
+import shutil
 import subprocess
 import time
 import warnings
@@ -45,6 +46,7 @@ from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 __all__ = ["Config", "RECORD_NAME", "load_record", "run", "run_dir"]
 
 RECORD_NAME = "record.json"
+PARTIAL_DIR = "partial"  # per-epoch training states of an unfinished run (removed once it finishes)
 SNAPSHOT_EPOCHS = (0, 1, 2, 3)  # dense-student epochs kept for rewinding (others are recomputed)
 
 
@@ -193,7 +195,7 @@ class _Checkpoints:
         meter = ComputeMeter(forward_flops(model, self.data.input_shape), processes=world_size())
         meter.watch(model)
         schedule = Schedule(epochs, self.config.lr, weight_decay=self.config.weight_decay)
-        epoch_state = EpochState(partial, save_extra=meter.so_far, load_extra=meter.credit) if partial else None
+        epoch_state = EpochState.metered(partial, meter) if partial else None
         with meter.phase(phase) as cost:
             history = fit(
                 model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=keep_snapshot,
@@ -240,7 +242,10 @@ def run(
 
     A run that fails (a non-finite loss or score, a layer collapse, ...) leaves a record with
     ``status: "failed"`` and the error, keeps the checkpoints finished before the failure, and
-    raises; running it again redoes it from those checkpoints.
+    raises; running it again redoes it from those checkpoints. A run killed midway resumes from
+    the last finished epoch of the phase it was in (states under ``<run>/partial/``); its
+    ``seconds.total`` then counts this process only, while ``compute`` counts every epoch once
+    (a scoring pass repeated on resuming, in the iterative variants, is counted again).
     """
     runtime = (runtime or Runtime()).resolved()
     directory = run_dir(config, out_dir)
@@ -270,6 +275,7 @@ def run(
     record["seconds"] = {"total": round(time.perf_counter() - started, 3)}
     if writes:
         write_json(directory / RECORD_NAME, record)
+        shutil.rmtree(directory / PARTIAL_DIR, ignore_errors=True)
     barrier()
     return record
 
@@ -325,6 +331,7 @@ def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path,
     bench = Workbench(
         config, student, distill, data.shuffled, data.halves, test_batches, meter, data.input_shape,
         checkpoints.dense_state, lambda: checkpoints.build(config.arch, config.seed + 1), checkpoints.pruned_path(), progress, runtime,
+        directory / PARTIAL_DIR,
     )
     outcome = pipeline_for(config.method)(bench)
     meter.remove()

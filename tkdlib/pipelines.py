@@ -32,7 +32,7 @@ from tkdlib.io import load_checkpoint
 from tkdlib.masks import Mask, global_mask, prunable_parameters
 from tkdlib.runtime import CPU, Runtime, save_shared
 from tkdlib.scoring import ScoringInputs, gradient_saliency, magnitude, restrict_to, score
-from tkdlib.train import Batches, Distill, Objective, Schedule, SelfDistill, cross_entropy, evaluate, fit
+from tkdlib.train import Batches, Distill, EpochState, Objective, Schedule, SelfDistill, cross_entropy, evaluate, fit
 
 History = list[dict[str, Any]]
 
@@ -47,7 +47,11 @@ class Workbench:
     state_dict after that many epochs of its training (0 = initialization); build_student(): a
     new student of the same architecture, in the training memory format; pruned_checkpoint: where
     a one-shot method keeps its guided, scored and masked student, shared by every run that
-    differs only in retraining; runtime: how training executes (`tkdlib.runtime.Runtime`).
+    differs only in retraining; runtime: how training executes (`tkdlib.runtime.Runtime`);
+    partial_dir: where each training phase of the run keeps its state after every epoch
+    (`tkdlib.train.EpochState`), so a run killed midway resumes at the epoch it reached: the
+    pipeline runs again from its start, phases already finished load their end state instead of
+    training, and steps without training (masks, cheap scores) are recomputed, identically.
     """
 
     config: Config
@@ -63,6 +67,7 @@ class Workbench:
     pruned_checkpoint: Path | None = None
     progress: bool = False
     runtime: Runtime = CPU
+    partial_dir: Path | None = None
 
     def parameters(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return prunable_parameters(model, self.config.prune_first_layer, self.config.prune_classifier)
@@ -90,7 +95,12 @@ class Workbench:
             return fit(
                 model, batches or self.shuffled(seed_name), schedule, objective, mask=mask,
                 eval_batches=self.test_batches, phase=seed_name, progress=self.progress, runtime=self.runtime,
+                epoch_state=self.epoch_state(seed_name, objective),
             )
+
+    def epoch_state(self, name: str, objective: Objective) -> EpochState | None:
+        """Where training phase `name` of this run keeps its state (None: not resumable)."""
+        return EpochState.metered(self.partial_dir / f"{name}.pt", self.meter, objective) if self.partial_dir else None
 
 
 @dataclass
@@ -138,7 +148,8 @@ def _guide(bench: Workbench, outcome: Outcome) -> None:
         guide = Schedule(c.guide_epochs, c.guide_lr, weight_decay=c.weight_decay)
         with bench.meter.phase("guide"):
             outcome.history["guide"] = fit(
-                bench.student, bench.shuffled("guide"), guide, bench.distill, phase="guide", progress=bench.progress, runtime=bench.runtime
+                bench.student, bench.shuffled("guide"), guide, bench.distill, phase="guide", progress=bench.progress, runtime=bench.runtime,
+                epoch_state=bench.epoch_state("guide", bench.distill),
             )
         outcome.accuracy["guided"] = evaluate(bench.student, bench.test_batches)
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from tkdlib.compute import ComputeMeter
 from tkdlib.data import random_crop_flip
 from tkdlib.io import load_checkpoint
 from tkdlib.losses import DistillationLoss, kd_kl
@@ -89,6 +90,13 @@ class Schedule:
 
 
 @runtime_checkable
+class RandomObjective(Protocol):
+    """An objective that draws random numbers (`SelfDistill`'s second view) from its own generator."""
+
+    generator: torch.Generator
+
+
+@runtime_checkable
 class EpochCounted(Protocol):
     """Batches whose order depends on how many epochs they have served (`TensorLoader`), so a
     resumed training can draw the batches it would have drawn."""
@@ -112,6 +120,23 @@ class EpochState:
     path: Path
     save_extra: Callable[[], dict[str, Any]] = dict
     load_extra: Callable[[dict[str, Any]], None] = lambda extra: None
+
+    @classmethod
+    def metered(cls, path: Path, meter: ComputeMeter, objective: Objective | None = None) -> EpochState:
+        """An `EpochState` at `path` that also keeps the running phase's cost in `meter` and the
+        random state of `objective` (one that draws numbers from its `generator`), so a resumed
+        phase counts every image once and draws what the uninterrupted one would."""
+        generator = objective.generator if isinstance(objective, RandomObjective) else None
+
+        def save_extra() -> dict[str, Any]:
+            return {"cost": meter.so_far(), "generator": generator.get_state() if generator is not None else None}
+
+        def load_extra(extra: dict[str, Any]) -> None:
+            meter.resume(extra["cost"])
+            if generator is not None:
+                generator.set_state(extra["generator"])
+
+        return cls(path, save_extra, load_extra)
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
                 scaler: torch.amp.GradScaler, batches: Batches) -> list[dict[str, Any]]:
