@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from tkdlib.experiment import RECORD_NAME
-from tkdlib.report import comparison_sparsity, figure_source, headline, headline_text, iterative_cost_text, thinnest_layers
+from tkdlib.report import comparison_sparsity, figure_source, headline, headline_text, iterative_cost_text, results_table, thinnest_layers
 
 
 def test_figure_source_names_profile_runs_seeds_and_data():
@@ -81,3 +81,10 @@ def test_thinnest_layers_names_each_methods_emptiest_layer_at_the_comparison_spa
     assert table.loc["teacher-guided (ours)", "thinnest layer"] == "layers.8.conv2"
     assert (table.loc["teacher-guided (ours)", "kept"], table.loc["teacher-guided (ours)", "of"]) == (20, 36864)
     assert table.loc["magnitude", "thinnest layer"] == "fc" and table.loc["magnitude", "density (%)"] == 0.78
+
+
+def test_results_table_says_which_cells_have_not_run():
+    records = _records([("teacher_guided", 0.9, 0.801), ("magnitude", 0.9, 0.82), ("teacher_guided", 0.95, 0.7)])
+    table = results_table(records)
+    assert table.loc["magnitude", "95% sparse"] == "not run yet"
+    assert table.loc["teacher-guided (ours)", "90% sparse"] == "80.10"

@@ -120,12 +120,13 @@ def data_label(records: pd.DataFrame) -> str:
 
 
 def results_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds)."""
+    """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds);
+    a cell whose run has not finished says "not run yet"."""
     main = main_comparison(records)
     grouped = main.groupby(["method", "sparsity"])["acc_retrained"]
     mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
     cells = mean.map("{:.2f}".format) + [f" ± {s:.2f}" if n > 1 else "" for s, n in zip(std, count)]
-    table = cells.unstack("sparsity")
+    table = cells.unstack("sparsity").fillna("not run yet")
     table.index = [label(name) for name in table.index]
     table.columns = [f"{s:.0%} sparse" for s in table.columns]
     return table
