@@ -111,6 +111,13 @@ def _at_comparison_sparsity(records: pd.DataFrame) -> pd.DataFrame:
     return main[main["sparsity"] == comparison_sparsity(records)]
 
 
+def _records_at_comparison(out_dir: str | Path, records: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per method, the full record of its main-comparison run at the `comparison_sparsity` (the
+    first seed where there are several), in the order of `records`."""
+    top = _at_comparison_sparsity(records).drop_duplicates("method")
+    return {method: _read_record(out_dir, run) for method, run in zip(top["method"], top["run"])}
+
+
 def data_label(records: pd.DataFrame) -> str:
     """Which data the runs used, for captions and titles; says so when the pixels are the JPEG copy."""
     text = ", ".join(sorted(records["dataset"].unique()))
@@ -199,10 +206,9 @@ def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
 def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
     """Per method (main comparison at the `comparison_sparsity`, first seed) and phase it pays
     for: wall seconds, images forward and backward through the student, images through the teacher."""
-    top = _at_comparison_sparsity(records).drop_duplicates("method")
     rows = []
-    for method, run in zip(top["method"], top["run"]):
-        compute = _read_record(out_dir, run)["compute"]
+    for method, record in _records_at_comparison(out_dir, records).items():
+        compute = record["compute"]
         for phase in compute["counted"]:
             rows.append({"method": label(method), "phase": phase, **compute["phases"][phase]})
     return pd.DataFrame(rows).set_index(["method", "phase"]).round({"seconds": 1})
@@ -224,8 +230,7 @@ def phase_seconds_text(out_dir: str | Path, records: pd.DataFrame, method: str =
 def _layers_at_comparison(out_dir: str | Path, records: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     """Per method label, the per-layer mask summary (name, shape, kept, total, density) of its run
     at the `comparison_sparsity` (first seed), in network order."""
-    top = _at_comparison_sparsity(records).drop_duplicates("method")
-    return {label(method): _read_record(out_dir, run)["sparsity"]["layers"] for method, run in zip(top["method"], top["run"])}
+    return {label(method): record["sparsity"]["layers"] for method, record in _records_at_comparison(out_dir, records).items()}
 
 
 def layer_density_heatmap(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
@@ -313,7 +318,7 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         **{f"accuracy_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
     }
     if OURS in by_method.index and len(by_method) > 1:
-        ranked = by_method["acc_retrained"].sort_values(ascending=False)
+        ranked = _ranking(by_method)
         numbers["methods_compared"] = len(ranked)
         numbers["ours_rank"] = int(list(ranked.index).index(OURS)) + 1
         numbers["gap_to_best_other"] = float((ranked[OURS] - ranked.drop(OURS).max()) * 100)
@@ -321,6 +326,17 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         numbers["imp_image_ratio"] = float(by_method.loc["imp", "total_images"] / by_method.loc[OURS, "total_images"])
         numbers["imp_flop_ratio"] = float(by_method.loc["imp", "total_flops"] / by_method.loc[OURS, "total_flops"])
     return numbers
+
+
+def _ranking(by_method: pd.DataFrame) -> pd.Series:
+    """Retrained accuracy per method (the `acc_retrained` column of `by_method`, one row per
+    method), most accurate first."""
+    return by_method["acc_retrained"].sort_values(ascending=False)
+
+
+def _best_other(records: pd.DataFrame) -> str:
+    """The most accurate method other than ours at the `comparison_sparsity` (seeds averaged)."""
+    return _ranking(_at_comparison_sparsity(records).groupby("method")[["acc_retrained"]].mean()).drop(OURS).index[0]
 
 
 def headline_text(records: pd.DataFrame) -> str:
@@ -340,11 +356,10 @@ def headline_text(records: pd.DataFrame) -> str:
         return text + "; no other method has finished there yet."
     others = [m for m in METHOD_LABELS if m != OURS and f"accuracy_{m}" in numbers]
     text += ", against " + _and_list([f"{numbers[f'accuracy_{m}']:.1f} % for {label(m)}" for m in others]) + ". "
-    best_other = max(others, key=lambda m: numbers[f"accuracy_{m}"])
     gap = numbers["gap_to_best_other"]
     text += (
         f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
-        f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(best_other)}."
+        f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(_best_other(records))}."
     )
     missing = [label(m) for m in METHOD_LABELS if f"accuracy_{m}" not in numbers]
     if missing:
