@@ -52,7 +52,7 @@ def load_records(out_dir: str | Path, profile: Profile) -> pd.DataFrame:
         record = json.loads(path.read_text())
         if record.get("status") == "finished":
             changes = profile.changes(Config.from_dict(record["config"]))
-            rows.append({**_row(record), "variant": ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))})
+            rows.append({**_row(record), "variant": variant_name(changes)})
     if not rows:
         raise FileNotFoundError(f"No finished run records under {out_dir}; run `python -m tkdlib batch` first.")
     return pd.DataFrame(rows).sort_values(["variant", "method", "sparsity", "seed"], ignore_index=True)
@@ -168,6 +168,50 @@ def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
         change=((table["acc_retrained"] - table["reference"]) * 100).round(2),
     )
     return table[["variant", "method", "sparsity", "accuracy", "reference", "change"]].set_index("variant")
+
+
+def variant_name(changes: dict[str, Any]) -> str:
+    """How a variant is named in the `variant` column: its switches, ``key=value`` sorted by key."""
+    return ", ".join(f"{key}={value}" for key, value in sorted(changes.items()))
+
+
+def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
+    """The ablations in words (plain text): each finished variant's change against its reference run
+    (percentage points, largest first), the variants of `profile` not finished yet, and how much a
+    second seed moves the reference, where one has run, to tell a change from noise."""
+    planned = [variant_name(profile.changes(config)) for config in profile.configs()]
+    planned = list(dict.fromkeys(name for name in planned if name))
+    if not planned:
+        return "This profile runs no ablations."
+    table = ablation_table(records).dropna(subset=["reference"])
+    if table.empty:
+        return f"No ablation has finished beside its reference run yet ({len(planned)} planned)."
+    table = table.reindex(table["change"].abs().sort_values(ascending=False).index)
+    cells = table[["method", "sparsity"]].drop_duplicates()
+    changes = [
+        f"{name} {row.change:+.1f} ({row.accuracy:.1f} % against {row.reference:.1f} %"
+        + (f", {row.method} at {row.sparsity * 100:.0f} %)" if len(cells) > 1 else ")")
+        for name, row in table.iterrows()
+    ]
+    where = _and_list([f"{method} at {sparsity * 100:.0f} % sparsity" for method, sparsity in cells.itertuples(index=False)])
+    text = f"Against {where}, the ablations changed the accuracy after retraining by (percentage points, largest first): {_and_list(changes)}."
+    missing = [name for name in planned if name not in table.index]
+    if missing:
+        text += f" Not run yet: {_and_list(missing)}."
+    return f"{text} {_seed_spread_sentence(records, table)}"
+
+
+def _seed_spread_sentence(records: pd.DataFrame, table: pd.DataFrame) -> str:
+    """How far apart the seeds of the ablations' reference runs landed, or that only one seed ran."""
+    main = main_comparison(records)
+    spreads = []
+    for method, sparsity in table[["method", "sparsity"]].drop_duplicates().itertuples(index=False):
+        runs = main[(main["method"].map(label) == method) & (main["sparsity"] == sparsity)]["acc_retrained"]
+        if len(runs) > 1:
+            spreads.append((runs.max() - runs.min()) * 100)
+    if not spreads:
+        return "Each variant and its reference ran with one seed: no second seed has run yet to tell how much of a change is run-to-run noise."
+    return f"For scale, the reference runs' seeds landed up to {max(spreads):.1f} points apart."
 
 
 def ablation_plot(records: pd.DataFrame) -> plt.Figure:
