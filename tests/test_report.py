@@ -34,32 +34,53 @@ def _records(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
     )
 
 
-def test_partial_grid_compares_where_most_methods_finished():
+def _profile(tmp_path: Path, methods: list[str], sparsities: list[float]) -> Profile:
+    """A profile whose main comparison runs `methods` at `sparsities`."""
+    path = tmp_path / "grid.toml"
+    path.write_text(f'[config]\ndataset = "cifar10"\n[[grid]]\nmethod = {methods!r}\nsparsity = {sparsities!r}\n'.replace("'", '"'))
+    return load_profile(path)
+
+
+EVERY_METHOD = ["teacher_guided", "ce_gradient", "magnitude", "random", "snip", "grasp", "synflow", "imp", "colt", "epsd"]
+
+
+def test_partial_grid_compares_where_most_methods_finished(tmp_path: Path):
     records = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.79), ("teacher_guided", 0.95, 0.7)])
     assert comparison_sparsity(records) == 0.9
     numbers = headline(records)
     assert numbers["sparsity"] == 90 and numbers["methods_compared"] == 3 and numbers["ours_rank"] == 2
     assert abs(numbers["gap_to_best_other"] - (-2.0)) < 1e-9
-    text = headline_text(records)
+    text = headline_text(records, _profile(tmp_path, EVERY_METHOD, [0.9, 0.95]))
     assert "80.0 % after retraining, against 82.0 % for magnitude and 79.0 % for SNIP" in text
     assert "It ranks 2 of the 3 methods finished there, 2.0 percentage points behind the best of the others, magnitude." in text
     assert "Not yet run at 90 % sparsity: CE gradient" in text
     assert "iterative magnitude pruning has not been run" in text.lower() and "imp_image_ratio" not in numbers
 
 
-def test_headline_counts_imp_cost_once_both_ran():
+def test_headline_counts_imp_cost_once_both_ran(tmp_path: Path):
+    profile = _profile(tmp_path, EVERY_METHOD, [0.5, 0.9])
     records = _records([("teacher_guided", 0.9, 0.80), ("imp", 0.9, 0.81), ("magnitude", 0.5, 0.9)])
     numbers = headline(records)
     assert numbers["imp_image_ratio"] == 5 and numbers["imp_flop_ratio"] == 6
-    assert "passed 5.00 × as many images" in iterative_cost_text(records)
-    assert "ranks 2 of the 2 methods finished there, 1.0 percentage points behind the best of the others, IMP" in headline_text(records)
+    assert "passed 5.00 × as many images" in iterative_cost_text(records, profile)
+    assert "ranks 2 of the 2 methods finished there, 1.0 percentage points behind the best of the others, IMP" in headline_text(records, profile)
     ahead = _records([("teacher_guided", 0.9, 0.83), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.75)])
-    assert "ranks 1 of the 3 methods finished there, 1.0 percentage points ahead of the best of the others, magnitude." in headline_text(ahead)
+    assert "ranks 1 of the 3 methods finished there, 1.0 percentage points ahead of the best of the others, magnitude." in headline_text(ahead, profile)
 
 
-def test_headline_says_when_ours_is_missing_or_alone():
-    assert "has not finished at 90 % sparsity yet" in headline_text(_records([("magnitude", 0.9, 0.8)]))
-    assert "no other method has finished there yet" in headline_text(_records([("teacher_guided", 0.9, 0.8)]))
+def test_headline_says_when_ours_is_missing_or_alone(tmp_path: Path):
+    profile = _profile(tmp_path, EVERY_METHOD, [0.9])
+    assert "has not finished at 90 % sparsity yet" in headline_text(_records([("magnitude", 0.9, 0.8)]), profile)
+    assert "no other method has finished there yet" in headline_text(_records([("teacher_guided", 0.9, 0.8)]), profile)
+
+
+def test_headline_names_only_what_the_profile_plans(tmp_path: Path):
+    profile = _profile(tmp_path, ["teacher_guided", "ce_gradient", "magnitude", "snip"], [0.9, 0.95])
+    records = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
+    text = headline_text(records, profile)
+    assert "Not yet run at 90 % sparsity: CE gradient (no teacher) and SNIP." in text
+    assert "This profile does not run iterative magnitude pruning at 90 % sparsity" in text
+    assert "iterative magnitude pruning has not been run" in iterative_cost_text(records, _profile(tmp_path, ["teacher_guided", "imp"], [0.9])).lower()
 
 
 def _layer(name: str, kept: int, total: int) -> dict:

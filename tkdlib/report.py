@@ -9,6 +9,7 @@ difference makes it a *variant* (an ablation), named by its `variant` column.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -383,11 +384,18 @@ def _best_other(records: pd.DataFrame) -> str:
     return _ranking(_at_comparison_sparsity(records).groupby("method")[["acc_retrained"]].mean()).drop(OURS).index[0]
 
 
-def headline_text(records: pd.DataFrame) -> str:
-    """The book's headline paragraph (plain text) for one profile, written from `headline`: ours
-    against every other method finished at the `comparison_sparsity`, what is not there yet, and
-    `iterative_cost_text`."""
+def planned_methods(profile: Profile, sparsity: float) -> list[str]:
+    """The methods `profile` runs in its main comparison at `sparsity` (fraction), in file order."""
+    configs = [config for config in profile.configs() if not profile.changes(config) and math.isclose(config.sparsity, sparsity)]
+    return list(dict.fromkeys(config.method for config in configs))
+
+
+def headline_text(records: pd.DataFrame, profile: Profile) -> str:
+    """The book's headline paragraph (plain text) for `profile`, written from `headline`: ours
+    against every other method finished at the `comparison_sparsity`, the methods the profile
+    plans there that have not finished yet, and `iterative_cost_text`."""
     numbers = headline(records)
+    planned = planned_methods(profile, comparison_sparsity(records))
     at = f"{numbers['sparsity']:.0f} % sparsity"
     text = (
         f"The teacher reached {numbers['teacher_accuracy']:.1f} % test accuracy and the dense student "
@@ -405,24 +413,29 @@ def headline_text(records: pd.DataFrame) -> str:
         f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
         f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(_best_other(records))}."
     )
-    missing = [label(m) for m in METHOD_LABELS if f"accuracy_{m}" not in numbers]
+    missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
     if missing:
         text += f" Not yet run at {at}: {_and_list(missing)}."
-    return f"{text} {_iterative_cost_sentence(numbers)}"
+    return f"{text} {_iterative_cost_sentence(numbers, 'imp' in planned)}"
 
 
 def _and_list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def iterative_cost_text(records: pd.DataFrame) -> str:
-    """One sentence: IMP's cost over ours at the `comparison_sparsity`, or that IMP is missing there."""
-    return _iterative_cost_sentence(headline(records))
+def iterative_cost_text(records: pd.DataFrame, profile: Profile) -> str:
+    """One sentence: IMP's cost over ours at the `comparison_sparsity`, or that IMP has not run
+    there yet, or that `profile` does not run it there at all."""
+    numbers = headline(records)
+    return _iterative_cost_sentence(numbers, "imp" in planned_methods(profile, comparison_sparsity(records)))
 
 
-def _iterative_cost_sentence(numbers: dict[str, float]) -> str:
+def _iterative_cost_sentence(numbers: dict[str, float], imp_planned: bool) -> str:
+    at = f"{numbers['sparsity']:.0f} % sparsity"
+    if "imp_image_ratio" not in numbers and not imp_planned:
+        return f"This profile does not run iterative magnitude pruning at {at}, so it compares no costs with it."
     if "imp_image_ratio" not in numbers:
-        return f"Iterative magnitude pruning has not been run beside teacher-guided pruning at {numbers['sparsity']:.0f} % sparsity in this profile yet."
+        return f"Iterative magnitude pruning has not been run beside teacher-guided pruning at {at} in this profile yet."
     return (
         f"At {numbers['sparsity']:.0f} % sparsity, iterative magnitude pruning passed {numbers['imp_image_ratio']:.2f} × as many images "
         f"through the student as teacher-guided one-shot pruning, for {numbers['imp_flop_ratio']:.2f} × the FLOPs "
