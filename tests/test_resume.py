@@ -131,6 +131,7 @@ def test_a_run_killed_midway_resumes_to_the_uninterrupted_record(tmp_path: Path,
     assert len(calls) == epochs_in_all - (dies_at - 1), "the resumed run trained epochs it had finished"
     assert not (run_dir(config, out_dir) / PARTIAL_DIR).exists()
     assert resumed["accuracy"] == reference["accuracy"] and resumed["sparsity"] == reference["sparsity"]
+    assert resumed["seconds"]["resumed"] and not reference["seconds"]["resumed"]
     for phase, cost in reference["compute"]["phases"].items():
         for key in ("student_forward", "student_backward", "teacher_forward"):
             assert resumed["compute"]["phases"][phase][key] == cost[key], (phase, key)

@@ -244,8 +244,9 @@ def run(
     ``status: "failed"`` and the error, keeps the checkpoints finished before the failure, and
     raises; running it again redoes it from those checkpoints. A run killed midway resumes from
     the last finished epoch of the phase it was in (states under ``<run>/partial/``); its
-    ``seconds.total`` then counts this process only, while ``compute`` counts every epoch once
-    (a scoring pass repeated on resuming, in the iterative variants, is counted again).
+    ``seconds.total`` then counts this process only and ``seconds.resumed`` is true, while
+    ``compute`` counts every epoch once (a scoring pass repeated on resuming, in the iterative
+    variants, is counted again).
     """
     runtime = (runtime or Runtime()).resolved()
     directory = run_dir(config, out_dir)
@@ -253,6 +254,7 @@ def run(
     if existing is not None:
         return existing
     started = time.perf_counter()
+    resumed = any((directory / PARTIAL_DIR).glob("*.pt"))
     tune_for(runtime)
     data = _Data(config, data_root, runtime)  # a missing or wrong dataset fails here, before anything is written
     writes = rank() == 0
@@ -272,7 +274,7 @@ def run(
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             })
         raise
-    record["seconds"] = {"total": round(time.perf_counter() - started, 3)}
+    record["seconds"] = {"total": round(time.perf_counter() - started, 3), "resumed": resumed}
     if writes:
         write_json(directory / RECORD_NAME, record)
         shutil.rmtree(directory / PARTIAL_DIR, ignore_errors=True)

@@ -87,6 +87,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "total_images": compute["total"]["student_backward"],
         "total_seconds": compute["total"]["seconds"],
         "seconds": record["seconds"]["total"],
+        "resumed": record["seconds"].get("resumed", False),  # records written before runs could resume lack it
         "data": record["data"]["train"],
         "device": record["environment"]["device"],
     }
