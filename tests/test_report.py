@@ -120,13 +120,15 @@ def _ablation_profile(tmp_path: Path) -> Profile:
         '[[grid]]\nsparsity = [0.9]\nnormalize_logits = [false]\n'
         '[[grid]]\nsparsity = [0.9]\nguide_epochs = [0]\n'
         '[[grid]]\nsparsity = [0.9]\ngamma = [0.0, 1.0]\n'
+        '[[grid]]\nsparsity = [0.9]\ngamma = [0.0]\nnormalize_logits = [false]\n'
+        '[[grid]]\nmethod = ["magnitude"]\nsparsity = [0.9]\nnormalize_logits = [false]\n'
     )
     return load_profile(path)
 
 
-def _with_variants(main: pd.DataFrame, variants: list[tuple[str, float]]) -> pd.DataFrame:
-    """`main` plus teacher-guided runs at 90 % under each (variant, retrained accuracy)."""
-    rows = [{**main.iloc[0].to_dict(), "method": "teacher_guided", "sparsity": 0.9, "variant": name, "acc_retrained": acc} for name, acc in variants]
+def _with_variants(main: pd.DataFrame, variants: list[tuple[str, float]], method: str = "teacher_guided") -> pd.DataFrame:
+    """`main` plus runs of `method` at 90 % under each (variant, retrained accuracy)."""
+    rows = [{**main.iloc[0].to_dict(), "method": method, "sparsity": 0.9, "variant": name, "acc_retrained": acc} for name, acc in variants]
     return pd.concat([main, pd.DataFrame(rows)], ignore_index=True)
 
 
@@ -135,9 +137,11 @@ def test_ablation_text_orders_changes_names_missing_variants_and_the_noise_it_ca
     main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
     records = _with_variants(main, [("normalize_logits=False", 0.805), ("guide_epochs=0", 0.77)])
     text = ablation_text(records, profile)
-    assert "Against teacher-guided (ours) at 90 % sparsity" in text
+    assert text.startswith("Each ablation changes teacher-guided (ours) at 90 % sparsity unless it names another method or sparsity.")
     assert "guide_epochs=0 -3.0 (77.0 % against 80.0 %) and normalize_logits=False +0.5 (80.5 % against 80.0 %)." in text
-    assert "Not run yet: gamma=0.0 and gamma=1.0." in text
+    assert "Not run yet: gamma=0.0, gamma=1.0, gamma=0.0 + normalize_logits=False and normalize_logits=False (magnitude, 90 %)." in text
+    on_magnitude = _with_variants(records, [("normalize_logits=False", 0.84)], method="magnitude")
+    assert "guide_epochs=0 -3.0 (77.0 % against 80.0 %), normalize_logits=False (magnitude, 90 %) +2.0 (84.0 % against 82.0 %) and normalize_logits=False +0.5" in ablation_text(on_magnitude, profile)
     assert "no second seed has run yet" in text
     two_seeds = _with_variants(pd.concat([main, main.iloc[[0]].assign(seed=1, acc_retrained=0.79)], ignore_index=True), [("guide_epochs=0", 0.77)])
     assert "seeds landed up to 1.0 points apart" in ablation_text(two_seeds, profile)
@@ -146,7 +150,7 @@ def test_ablation_text_orders_changes_names_missing_variants_and_the_noise_it_ca
 def test_ablation_text_without_reference_or_planned_variants(tmp_path: Path):
     profile = _ablation_profile(tmp_path)
     only_variant = _with_variants(_records([("magnitude", 0.9, 0.82)]), [("guide_epochs=0", 0.77)])
-    assert ablation_text(only_variant, profile) == "No ablation has finished beside its reference run yet (4 planned)."
+    assert ablation_text(only_variant, profile) == "No ablation has finished beside its reference run yet (6 planned)."
     plain = tmp_path / "plain.toml"
     plain.write_text('[config]\ndataset = "cifar10"\n[[grid]]\nmethod = ["magnitude"]\nsparsity = [0.9]\n')
     assert ablation_text(_records([("magnitude", 0.9, 0.82)]), load_profile(plain)) == "This profile runs no ablations."

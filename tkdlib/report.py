@@ -180,24 +180,37 @@ def variant_name(changes: dict[str, Any]) -> str:
 def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
     """The ablations in words (plain text): each finished variant's change against its reference run
     (percentage points, largest first), the variants of `profile` not finished yet, and how much a
-    second seed moves the reference, where one has run, to tell a change from noise."""
-    planned = [variant_name(profile.changes(config)) for config in profile.configs()]
-    planned = list(dict.fromkeys(name for name in planned if name))
+    second seed moves the reference, where one has run, to tell a change from noise.
+
+    A variant is named by its switches joined with " + "; one whose method and sparsity are not
+    those of most variants (the usual case: teacher-guided at one sparsity) also names them."""
+    planned = list(dict.fromkeys(
+        (variant_name(profile.changes(config)), label(config.method), config.sparsity)
+        for config in profile.configs() if profile.changes(config)
+    ))
     if not planned:
         return "This profile runs no ablations."
     table = ablation_table(records).dropna(subset=["reference"])
     if table.empty:
         return f"No ablation has finished beside its reference run yet ({len(planned)} planned)."
-    table = table.reindex(table["change"].abs().sort_values(ascending=False).index)
-    cells = table[["method", "sparsity"]].drop_duplicates()
+    usual_method, usual_sparsity = pd.Series([(method, sparsity) for _, method, sparsity in planned]).mode()[0]
+
+    def named(variant: str, method: str, sparsity: float) -> str:
+        unusual = (method, sparsity) != (usual_method, usual_sparsity)
+        return variant.replace(", ", " + ") + (f" ({method}, {sparsity * 100:.0f} %)" if unusual else "")
+
+    table = table.sort_values("change", key=abs, ascending=False, kind="stable")
     changes = [
-        f"{name} {row.change:+.1f} ({row.accuracy:.1f} % against {row.reference:.1f} %"
-        + (f", {row.method} at {row.sparsity * 100:.0f} %)" if len(cells) > 1 else ")")
-        for name, row in table.iterrows()
+        f"{named(variant, row.method, row.sparsity)} {row.change:+.1f} ({row.accuracy:.1f} % against {row.reference:.1f} %)"
+        for variant, row in table.iterrows()
     ]
-    where = _and_list([f"{method} at {sparsity * 100:.0f} % sparsity" for method, sparsity in cells.itertuples(index=False)])
-    text = f"Against {where}, the ablations changed the accuracy after retraining by (percentage points, largest first): {_and_list(changes)}."
-    missing = [name for name in planned if name not in table.index]
+    text = (
+        f"Each ablation changes {usual_method} at {usual_sparsity * 100:.0f} % sparsity unless it names another method or sparsity. "
+        f"Against the main-comparison run of the same method and sparsity, the accuracy after retraining changed by "
+        f"(percentage points, largest first): {_and_list(changes)}."
+    )
+    finished = set(zip(table.index, table["method"], table["sparsity"]))
+    missing = [named(*cell) for cell in planned if cell not in finished]
     if missing:
         text += f" Not run yet: {_and_list(missing)}."
     return f"{text} {_seed_spread_sentence(records, table)}"
