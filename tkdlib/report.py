@@ -377,7 +377,7 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         **{f"accuracy_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
     }
     if OURS in by_method.index and len(by_method) > 1:
-        ranked = _ranking(by_method)
+        ranked = by_method["acc_retrained"].sort_values(ascending=False)
         numbers["methods_compared"] = len(ranked)
         numbers["ours_rank"] = int(list(ranked.index).index(OURS)) + 1
         numbers["gap_to_best_other"] = float((ranked[OURS] - ranked.drop(OURS).max()) * 100)
@@ -385,17 +385,6 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         numbers["imp_image_ratio"] = float(by_method.loc["imp", "total_images"] / by_method.loc[OURS, "total_images"])
         numbers["imp_flop_ratio"] = float(by_method.loc["imp", "total_flops"] / by_method.loc[OURS, "total_flops"])
     return numbers
-
-
-def _ranking(by_method: pd.DataFrame) -> pd.Series:
-    """Retrained accuracy per method (the `acc_retrained` column of `by_method`, one row per
-    method), most accurate first."""
-    return by_method["acc_retrained"].sort_values(ascending=False)
-
-
-def _best_other(records: pd.DataFrame) -> str:
-    """The most accurate method other than ours at the `comparison_sparsity` (seeds averaged)."""
-    return _ranking(_at_comparison_sparsity(records).groupby("method")[["acc_retrained"]].mean()).drop(OURS).index[0]
 
 
 def planned_methods(profile: Profile, sparsity: float) -> list[str]:
@@ -422,10 +411,11 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
         return text + "; no other method has finished there yet."
     others = [m for m in METHOD_LABELS if m != OURS and f"accuracy_{m}" in numbers]
     text += ", against " + _and_list([f"{numbers[f'accuracy_{m}']:.1f} % for {label(m)}" for m in others]) + ". "
+    best_other = max(others, key=lambda m: numbers[f"accuracy_{m}"])  # the method `gap_to_best_other` measures against
     gap = numbers["gap_to_best_other"]
     text += (
         f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
-        f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(_best_other(records))}."
+        f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(best_other)}."
     )
     missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
     if missing:
@@ -451,7 +441,7 @@ def _iterative_cost_sentence(numbers: dict[str, float], imp_planned: bool) -> st
     if "imp_image_ratio" not in numbers:
         return f"Iterative magnitude pruning has not been run beside teacher-guided pruning at {at} in this profile yet."
     return (
-        f"At {numbers['sparsity']:.0f} % sparsity, iterative magnitude pruning passed {numbers['imp_image_ratio']:.2f} × as many images "
+        f"At {at}, iterative magnitude pruning passed {numbers['imp_image_ratio']:.2f} × as many images "
         f"through the student as teacher-guided one-shot pruning, for {numbers['imp_flop_ratio']:.2f} × the FLOPs "
         "(both counting the training of the teacher and dense student they pay for)."
     )
