@@ -9,7 +9,7 @@ import pandas as pd
 
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile, load_profile
-from tkdlib.report import ablation_text, comparison_sparsity, figure_source, headline, headline_text, iterative_cost_text, results_table, thinnest_layers
+from tkdlib.report import ablation_text, comparison_sparsity, figure_source, headline, headline_text, iterative_cost_text, results_table, switch_effects, thinnest_layers
 
 
 def test_figure_source_names_profile_runs_seeds_and_data():
@@ -145,6 +145,21 @@ def test_ablation_text_orders_changes_names_missing_variants_and_the_noise_it_ca
     assert "no second seed has run yet" in text
     two_seeds = _with_variants(pd.concat([main, main.iloc[[0]].assign(seed=1, acc_retrained=0.79)], ignore_index=True), [("guide_epochs=0", 0.77)])
     assert "seeds landed up to 1.0 points apart" in ablation_text(two_seeds, profile)
+
+
+def test_switch_effects_split_a_combined_variant_into_its_switches(tmp_path: Path):
+    main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
+    singles = _with_variants(main, [("normalize_logits=False", 0.805), ("gamma=0.0", 0.79)])
+    assert switch_effects(singles).empty  # no variant sets two switches
+    records = _with_variants(singles, [("gamma=0.0, normalize_logits=False", 0.78)])
+    effects = switch_effects(records).set_index("switch")
+    assert effects.loc["gamma=0.0", ["alongside", "reference", "change"]].tolist() == ["normalize_logits=False", 80.5, -2.5]
+    assert effects.loc["normalize_logits=False", ["alongside", "reference", "change"]].tolist() == ["gamma=0.0", 79.0, -1.0]
+    magnitude_only = _with_variants(records[records["variant"] != "gamma=0.0"], [("gamma=0.0", 0.79)], method="magnitude")
+    assert list(switch_effects(magnitude_only)["switch"]) == ["gamma=0.0"]  # the partner must share method and sparsity
+    text = ablation_text(records, _ablation_profile(tmp_path))
+    assert ("Switch by switch, against the variant that sets the others only: gamma=0.0 alongside normalize_logits=False -2.5 (78.0 % against 80.5 %) "
+            "and normalize_logits=False alongside gamma=0.0 -1.0 (78.0 % against 79.0 %).") in text
 
 
 def test_ablation_text_without_reference_or_planned_variants(tmp_path: Path):

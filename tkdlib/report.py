@@ -177,17 +177,37 @@ def variant_name(changes: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in sorted(changes.items()))
 
 
+def switch_effects(records: pd.DataFrame) -> pd.DataFrame:
+    """Each switch of a variant that sets several, measured on its own: the variant against the
+    finished variant of the same method and sparsity that sets all its other switches but not this
+    one (retrained accuracy in %, seeds averaged; `change` in percentage points). This splits a
+    combined ablation into its parts, e.g. ``normalize_logits=False, retrain_with_kd=False`` against
+    ``retrain_with_kd=False`` is the effect of the normalization with CE retraining. One row per
+    (variant, switch) pair that has such a partner; empty when none has."""
+    accuracy = records[records["variant"] != ""].groupby(["variant", "method", "sparsity"])["acc_retrained"].mean()
+    by_switches = {(frozenset(variant.split(", ")), method, sparsity): acc for (variant, method, sparsity), acc in accuracy.items()}
+    rows = []
+    for (switches, method, sparsity), acc in by_switches.items():
+        for switch in sorted(switches) if len(switches) > 1 else []:
+            partner = by_switches.get((switches - {switch}, method, sparsity))
+            if partner is not None:
+                rows.append({
+                    "switch": switch, "alongside": ", ".join(sorted(switches - {switch})), "method": label(method), "sparsity": sparsity,
+                    "accuracy": round(acc * 100, 2), "reference": round(partner * 100, 2), "change": round((acc - partner) * 100, 2),
+                })
+    return pd.DataFrame(rows, columns=["switch", "alongside", "method", "sparsity", "accuracy", "reference", "change"])
+
+
 def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
     """The ablations in words (plain text): each finished variant's change against its reference run
-    (percentage points, largest first), the variants of `profile` not finished yet, and how much a
+    (percentage points, largest first), each switch of a combined variant against the variant
+    without it (`switch_effects`), the variants of `profile` not finished yet, and how much a
     second seed moves the reference, where one has run, to tell a change from noise.
 
     A variant is named by its switches joined with " + "; one whose method and sparsity are not
     those of most variants (the usual case: teacher-guided at one sparsity) also names them."""
-    planned = list(dict.fromkeys(
-        (variant_name(profile.changes(config)), label(config.method), config.sparsity)
-        for config in profile.configs() if profile.changes(config)
-    ))
+    switched = ((profile.changes(config), config) for config in profile.configs())
+    planned = list(dict.fromkeys((variant_name(changes), label(config.method), config.sparsity) for changes, config in switched if changes))
     if not planned:
         return "This profile runs no ablations."
     table = ablation_table(records).dropna(subset=["reference"])
@@ -201,19 +221,29 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
 
     table = table.sort_values("change", key=abs, ascending=False, kind="stable")
     changes = [
-        f"{named(variant, row.method, row.sparsity)} {row.change:+.1f} ({row.accuracy:.1f} % against {row.reference:.1f} %)"
-        for variant, row in table.iterrows()
+        f"{named(variant, row.method, row.sparsity)} {_change_phrase(row)}" for variant, row in table.iterrows()
     ]
     text = (
         f"Each ablation changes {usual_method} at {usual_sparsity * 100:.0f} % sparsity unless it names another method or sparsity. "
         f"Against the main-comparison run of the same method and sparsity, the accuracy after retraining changed by "
         f"(percentage points, largest first): {_and_list(changes)}."
     )
+    split = switch_effects(records)
+    if not split.empty:
+        parts = [
+            f"{row.switch} alongside {named(row.alongside, row.method, row.sparsity)} {_change_phrase(row)}" for row in split.itertuples()
+        ]
+        text += f" Switch by switch, against the variant that sets the others only: {_and_list(parts)}."
     finished = set(zip(table.index, table["method"], table["sparsity"]))
     missing = [named(*cell) for cell in planned if cell not in finished]
     if missing:
         text += f" Not run yet: {_and_list(missing)}."
     return f"{text} {_seed_spread_sentence(records, table)}"
+
+
+def _change_phrase(row: Any) -> str:
+    """A table row's change and the two accuracies it is the difference of, e.g. "+0.5 (80.5 % against 80.0 %)"."""
+    return f"{row.change:+.1f} ({row.accuracy:.1f} % against {row.reference:.1f} %)"
 
 
 def _seed_spread_sentence(records: pd.DataFrame, table: pd.DataFrame) -> str:
