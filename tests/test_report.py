@@ -9,7 +9,17 @@ import pandas as pd
 
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile, load_profile
-from tkdlib.report import ablation_text, comparison_sparsity, figure_source, headline, headline_text, iterative_cost_text, results_table, switch_effects, thinnest_layers
+from tkdlib.report import (
+    ablation_text,
+    comparison_sparsity,
+    figure_source,
+    headline,
+    headline_text,
+    iterative_cost_text,
+    results_table,
+    switch_effects,
+    thinnest_layers,
+)
 
 
 def test_figure_source_names_profile_runs_seeds_and_data():
