@@ -10,6 +10,7 @@ import pandas as pd
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile, load_profile
 from tkdlib.report import (
+    ablation_matrix,
     ablation_text,
     comparison_sparsity,
     figure_source,
@@ -170,6 +171,18 @@ def test_switch_effects_split_a_combined_variant_into_its_switches(tmp_path: Pat
     text = ablation_text(records, _ablation_profile(tmp_path))
     assert ("Switch by switch, against the variant that sets the others only: gamma=0.0 alongside normalize_logits=False -2.5 (78.0 % against 80.5 %) "
             "and normalize_logits=False alongside gamma=0.0 -1.0 (78.0 % against 79.0 %).") in text
+
+
+def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run():
+    main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82), ("random", 0.9, 0.6), ("magnitude", 0.5, 0.9)])
+    assert ablation_matrix(main).empty  # no variant ran
+    records = _with_variants(_with_variants(main, [("retrain_with_kd=False", 0.83), ("gamma=0.0", 0.79)]), [("retrain_with_kd=False", 0.85)], "magnitude")
+    matrix = ablation_matrix(records)
+    assert list(matrix.columns) == ["teacher-guided (ours)", "magnitude"]  # only methods some variant ran, in the book's order
+    assert list(matrix.index) == [(0.9, "none (main comparison)"), (0.9, "gamma=0.0"), (0.9, "retrain_with_kd=False")]
+    assert matrix.loc[(0.9, "retrain_with_kd=False")].tolist() == [83.0, 85.0]
+    assert matrix.loc[(0.9, "none (main comparison)")].tolist() == [80.0, 82.0]
+    assert pd.isna(matrix.loc[(0.9, "gamma=0.0"), "magnitude"])
 
 
 def test_ablation_text_without_reference_or_planned_variants(tmp_path: Path):

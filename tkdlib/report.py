@@ -35,6 +35,7 @@ METHOD_LABELS = {
 }
 STAGES = ("teacher", "dense", "guided", "pruned", "retrained")
 OURS = "teacher_guided"
+MAIN_ROW = "none (main comparison)"  # how `ablation_matrix` names the runs without switches
 
 
 def label(method: str) -> str:
@@ -170,6 +171,23 @@ def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
         change=((table["acc_retrained"] - table["reference"]) * 100).round(2),
     )
     return table[["variant", "method", "sparsity", "accuracy", "reference", "change"]].set_index("variant")
+
+
+def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
+    """Retrained accuracy (%, seeds averaged) of each method under each variant, beside its
+    main-comparison run: rows (sparsity, variant), the main comparison first as
+    ``"none (main comparison)"``; one column per method that some variant ran, at the sparsities
+    where one did; NaN where a method did not run under that variant. Read across a row to compare
+    masks under the same switches (e.g. every method retrained with CE only)."""
+    varied = records[records["variant"] != ""]
+    if varied.empty:
+        return pd.DataFrame()
+    shown = records[records["method"].isin(varied["method"]) & records["sparsity"].isin(varied["sparsity"])]
+    shown = shown.assign(variant=shown["variant"].replace("", MAIN_ROW))
+    table = shown.pivot_table(index=["sparsity", "variant"], columns="method", values="acc_retrained", aggfunc="mean") * 100
+    rows = sorted(table.index, key=lambda key: (key[0], key[1] != MAIN_ROW, key[1]))
+    columns = [method for method in METHOD_LABELS if method in table.columns]
+    return table.loc[rows, columns].round(2).rename(columns=label).rename_axis(columns=None)
 
 
 def variant_name(changes: dict[str, Any]) -> str:
