@@ -173,7 +173,7 @@ def test_switch_effects_split_a_combined_variant_into_its_switches(tmp_path: Pat
             "and normalize_logits=False alongside gamma=0.0 -1.0 (78.0 % against 79.0 %).") in text
 
 
-def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run():
+def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run(tmp_path: Path):
     main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82), ("random", 0.9, 0.6), ("magnitude", 0.5, 0.9)])
     assert ablation_matrix(main).empty  # no variant ran
     records = _with_variants(_with_variants(main, [("retrain_with_kd=False", 0.83), ("gamma=0.0", 0.79)]), [("retrain_with_kd=False", 0.85)], "magnitude")
@@ -183,6 +183,9 @@ def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run
     assert matrix.loc[(0.9, "retrain_with_kd=False")].tolist() == [83.0, 85.0]
     assert matrix.loc[(0.9, "none (main comparison)")].tolist() == [80.0, 82.0]
     assert pd.isna(matrix.loc[(0.9, "gamma=0.0"), "magnitude"])
+    text = ablation_text(records, _ablation_profile(tmp_path))
+    assert "Methods under the same switches, most accurate first: with retrain_with_kd=False at 90 %, magnitude 85.0 % and teacher-guided (ours) 83.0 %." in text
+    assert "Methods under the same switches" not in ablation_text(_with_variants(main, [("gamma=0.0", 0.79)]), _ablation_profile(tmp_path))
 
 
 def test_ablation_text_without_reference_or_planned_variants(tmp_path: Path):

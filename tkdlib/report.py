@@ -252,11 +252,25 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
             f"{row.switch} alongside {named(row.alongside, row.method, row.sparsity)} {_change_phrase(row)}" for row in split.itertuples()
         ]
         text += f" Switch by switch, against the variant that sets the others only: {_and_list(parts)}."
+    text += _same_switches_sentence(records)
     finished = set(zip(table.index, table["method"], table["sparsity"]))
     missing = [named(*cell) for cell in planned if cell not in finished]
     if missing:
         text += f" Not run yet: {_and_list(missing)}."
     return f"{text} {_seed_spread_sentence(records, table)}"
+
+
+def _same_switches_sentence(records: pd.DataFrame) -> str:
+    """The methods that ran under the same variant, most accurate first (from `ablation_matrix`),
+    as a sentence that starts with a space; empty when no variant ran for two methods."""
+    matrix = ablation_matrix(records)
+    shared = [
+        f"with {variant.replace(', ', ' + ')} at {sparsity * 100:.0f} %, "
+        + _and_list([f"{method} {accuracy:.1f} %" for method, accuracy in row.dropna().sort_values(ascending=False).items()])
+        for (sparsity, variant), row in matrix.iterrows()
+        if variant != MAIN_ROW and row.notna().sum() > 1
+    ]
+    return f" Methods under the same switches, most accurate first: {'; '.join(shared)}." if shared else ""
 
 
 def _change_phrase(row: Any) -> str:
