@@ -36,6 +36,7 @@ METHOD_LABELS = {
 STAGES = ("teacher", "dense", "guided", "pruned", "retrained")
 OURS = "teacher_guided"
 MAIN_ROW = "none (main comparison)"  # how `ablation_matrix` names the runs without switches
+VARIANT_SEPARATOR = ", "  # between the switches of a `variant` name
 
 
 def label(method: str) -> str:
@@ -162,7 +163,7 @@ def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
     accuracy (%) and its difference (percentage points), seeds averaged."""
     keys = ["method", "sparsity"]
     reference = main_comparison(records).groupby(keys)["acc_retrained"].mean().rename("reference")
-    variants = records[records["variant"] != ""].groupby(["variant", *keys])["acc_retrained"].mean().reset_index()
+    variants = _variant_accuracy(records).reset_index()
     table = variants.join(reference, on=keys)
     table = table.assign(
         method=table["method"].map(label),
@@ -190,9 +191,25 @@ def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
     return table.loc[rows, columns].round(2).rename(columns=label).rename_axis(columns=None)
 
 
+def _variant_accuracy(records: pd.DataFrame) -> pd.Series:
+    """Retrained accuracy (fraction) of the ablation variants' runs, seeds averaged, indexed by
+    (variant, method, sparsity)."""
+    return records[records["variant"] != ""].groupby(["variant", "method", "sparsity"])["acc_retrained"].mean()
+
+
 def variant_name(changes: dict[str, Any]) -> str:
     """How a variant is named in the `variant` column: its switches, ``key=value`` sorted by key."""
-    return ", ".join(f"{key}={value}" for key, value in sorted(changes.items()))
+    return VARIANT_SEPARATOR.join(f"{key}={value}" for key, value in sorted(changes.items()))
+
+
+def variant_switches(variant: str) -> frozenset[str]:
+    """The switches (``key=value``) of a `variant` name that `variant_name` wrote."""
+    return frozenset(variant.split(VARIANT_SEPARATOR))
+
+
+def _spoken(variant: str) -> str:
+    """A variant's name for running text: its switches joined with " + "."""
+    return variant.replace(VARIANT_SEPARATOR, " + ")
 
 
 def switch_effects(records: pd.DataFrame) -> pd.DataFrame:
@@ -202,15 +219,16 @@ def switch_effects(records: pd.DataFrame) -> pd.DataFrame:
     combined ablation into its parts, e.g. ``normalize_logits=False, retrain_with_kd=False`` against
     ``retrain_with_kd=False`` is the effect of the normalization with CE retraining. One row per
     (variant, switch) pair that has such a partner; empty when none has."""
-    accuracy = records[records["variant"] != ""].groupby(["variant", "method", "sparsity"])["acc_retrained"].mean()
-    by_switches = {(frozenset(variant.split(", ")), method, sparsity): acc for (variant, method, sparsity), acc in accuracy.items()}
+    by_switches = {(variant_switches(variant), method, sparsity): acc for (variant, method, sparsity), acc in _variant_accuracy(records).items()}
     rows = []
     for (switches, method, sparsity), acc in by_switches.items():
-        for switch in sorted(switches) if len(switches) > 1 else []:
+        if len(switches) < 2:
+            continue
+        for switch in sorted(switches):
             partner = by_switches.get((switches - {switch}, method, sparsity))
             if partner is not None:
                 rows.append({
-                    "switch": switch, "alongside": ", ".join(sorted(switches - {switch})), "method": label(method), "sparsity": sparsity,
+                    "switch": switch, "alongside": VARIANT_SEPARATOR.join(sorted(switches - {switch})), "method": label(method), "sparsity": sparsity,
                     "accuracy": round(acc * 100, 2), "reference": round(partner * 100, 2), "change": round((acc - partner) * 100, 2),
                 })
     return pd.DataFrame(rows, columns=["switch", "alongside", "method", "sparsity", "accuracy", "reference", "change"])
@@ -235,7 +253,7 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
 
     def named(variant: str, method: str, sparsity: float) -> str:
         unusual = (method, sparsity) != (usual_method, usual_sparsity)
-        return variant.replace(", ", " + ") + (f" ({method}, {sparsity * 100:.0f} %)" if unusual else "")
+        return _spoken(variant) + (f" ({method}, {sparsity * 100:.0f} %)" if unusual else "")
 
     table = table.sort_values("change", key=abs, ascending=False, kind="stable")
     changes = [
@@ -265,7 +283,7 @@ def _same_switches_sentence(records: pd.DataFrame) -> str:
     as a sentence that starts with a space; empty when no variant ran for two methods."""
     matrix = ablation_matrix(records)
     shared = [
-        f"with {variant.replace(', ', ' + ')} at {sparsity * 100:.0f} %, "
+        f"with {_spoken(variant)} at {sparsity * 100:.0f} %, "
         + _and_list([f"{method} {accuracy:.1f} %" for method, accuracy in row.dropna().sort_values(ascending=False).items()])
         for (sparsity, variant), row in matrix.iterrows()
         if variant != MAIN_ROW and row.notna().sum() > 1
