@@ -253,7 +253,7 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
 
     def named(variant: str, method: str, sparsity: float) -> str:
         unusual = (method, sparsity) != (usual_method, usual_sparsity)
-        return _spoken(variant) + (f" ({method}, {sparsity * 100:.0f} %)" if unusual else "")
+        return _spoken(variant) + (f" for {method} at {sparsity * 100:.0f} %" if unusual else "")
 
     table = table.sort_values("change", key=abs, ascending=False, kind="stable")
     changes = [
