@@ -195,3 +195,17 @@ def test_ablation_text_without_reference_or_planned_variants(tmp_path: Path):
     plain = tmp_path / "plain.toml"
     plain.write_text('[config]\ndataset = "cifar10"\n[[grid]]\nmethod = ["magnitude"]\nsparsity = [0.9]\n')
     assert ablation_text(_records([("magnitude", 0.9, 0.82)]), load_profile(plain)) == "This profile runs no ablations."
+
+
+def test_ablation_text_takes_ours_as_the_usual_method_when_methods_run_equally_many_ablations(tmp_path: Path):
+    path = tmp_path / "tie.toml"  # one switch for magnitude (sorted first), one for ours
+    path.write_text(
+        '[config]\ndataset = "cifar10"\n'
+        '[[grid]]\nmethod = ["teacher_guided", "magnitude"]\nsparsity = [0.9]\n'
+        '[[grid]]\nmethod = ["teacher_guided", "magnitude"]\nsparsity = [0.9]\nretrain_with_kd = [false]\n'
+    )
+    main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
+    records = _with_variants(_with_variants(main, [("retrain_with_kd=False", 0.83)]), [("retrain_with_kd=False", 0.84)], method="magnitude")
+    text = ablation_text(records, load_profile(path))
+    assert text.startswith("Each ablation changes teacher-guided (ours) at 90 % sparsity")
+    assert "retrain_with_kd=False +3.0 (83.0 % against 80.0 %) and retrain_with_kd=False for magnitude at 90 % +2.0 (84.0 % against 82.0 %)." in text

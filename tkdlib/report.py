@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,8 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
     second seed moves the reference, where one has run, to tell a change from noise.
 
     A variant is named by its switches joined with " + "; one whose method and sparsity are not
-    those of most variants (the usual case: teacher-guided at one sparsity) also names them."""
+    those of most variants (the usual case: teacher-guided at one sparsity; teacher-guided wins a
+    tie) also names them."""
     switched = ((profile.changes(config), config) for config in profile.configs())
     planned = list(dict.fromkeys((variant_name(changes), label(config.method), config.sparsity) for changes, config in switched if changes))
     if not planned:
@@ -249,7 +251,8 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
     table = ablation_table(records).dropna(subset=["reference"])
     if table.empty:
         return f"No ablation has finished beside its reference run yet ({len(planned)} planned)."
-    usual_method, usual_sparsity = pd.Series([(method, sparsity) for _, method, sparsity in planned]).mode()[0]
+    cells = Counter((method, sparsity) for _, method, sparsity in planned)
+    usual_method, usual_sparsity = max(cells, key=lambda cell: (cells[cell], cell[0] == label(OURS)))  # a tie goes to ours
 
     def named(variant: str, method: str, sparsity: float) -> str:
         unusual = (method, sparsity) != (usual_method, usual_sparsity)
