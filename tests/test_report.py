@@ -209,3 +209,23 @@ def test_ablation_text_takes_ours_as_the_usual_method_when_methods_run_equally_m
     text = ablation_text(records, load_profile(path))
     assert text.startswith("Each ablation changes teacher-guided (ours) at 90 % sparsity")
     assert "retrain_with_kd=False +3.0 (83.0 % against 80.0 %) and retrain_with_kd=False for magnitude at 90 % +2.0 (84.0 % against 82.0 %)." in text
+
+
+def test_headline_averages_each_seeds_teacher_once_and_weighs_the_gap_against_the_seed_spread(tmp_path: Path):
+    profile = _profile(tmp_path, ["teacher_guided", "magnitude", "snip"], [0.9])
+    seed_0 = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.79)])
+    seed_1 = _records([("teacher_guided", 0.9, 0.78), ("magnitude", 0.9, 0.83)]).assign(seed=1, acc_teacher=0.8, acc_dense=0.75)
+    records = pd.concat([seed_0, seed_1], ignore_index=True)
+    numbers = headline(records)
+    # seed 0 has three runs, seed 1 two: the teacher's accuracy is (90 + 80) / 2, not weighted by runs
+    assert abs(numbers["teacher_accuracy"] - 85.0) < 1e-9 and abs(numbers["dense_accuracy"] - 80.0) < 1e-9
+    assert numbers["seeds_teacher_guided"] == 2 and numbers["seeds_snip"] == 1
+    text = headline_text(records, profile)
+    assert text.startswith("The teachers of seeds 0 and 1 reached 90.0 and 80.0 % test accuracy, their dense students 85.0 and 75.0 %.")
+    assert "Means over seeds for teacher-guided (ours) (2) and magnitude (2); the others ran one seed." in text
+    # ours 79.0 vs magnitude 82.5: a 3.5-point gap against seeds 2.0 and 1.0 points apart
+    assert "Seed to seed, the accuracy moved 2.0 points for teacher-guided (ours) and 1.0 points for magnitude: the gap above is wider than that." in text
+    close = records.copy()
+    close.loc[close["method"] == "magnitude", "acc_retrained"] = [0.80, 0.79]
+    assert "the gap above is no wider than that." in headline_text(close, profile)
+    assert "Means over seeds" not in headline_text(seed_0, profile) and headline_text(seed_0, profile).startswith("The teacher reached 90.0 %")

@@ -100,6 +100,13 @@ def main_comparison(records: pd.DataFrame) -> pd.DataFrame:
     return records[records["variant"] == ""]
 
 
+def per_seed(records: pd.DataFrame, column: str) -> pd.Series:
+    """One value per seed (indexed by seed, ascending) of a quantity every main-comparison run of
+    that seed shares: its teacher's (``acc_teacher``) or dense student's (``acc_dense``) accuracy.
+    Averaging the column over runs instead would weight each seed by how many of its runs finished."""
+    return main_comparison(records).groupby("seed")[column].first()
+
+
 def comparison_sparsity(records: pd.DataFrame) -> float:
     """The sparsity at which the main comparison compares most: among the sparsities with the most
     finished methods, the highest. In a finished grid that is simply the highest sparsity; while a
@@ -151,7 +158,7 @@ def accuracy_vs_sparsity(records: pd.DataFrame) -> plt.Figure:
     data = main.assign(method=main["method"].map(label), accuracy=main["acc_retrained"] * 100)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(data=data, x="sparsity", y="accuracy", hue="method", style="method", markers=True, dashes=False, errorbar=("pi", 100), ax=axes)
-    axes.axhline(main["acc_dense"].mean() * 100, color="grey", linestyle="--", label="dense student")
+    axes.axhline(per_seed(main, "acc_dense").mean() * 100, color="grey", linestyle="--", label="dense student")
     axes.set(xlabel="sparsity (fraction of prunable weights removed)", ylabel="test accuracy after retraining (%)")
     axes.legend(fontsize=8, loc="lower left")
     axes.set_title(data_label(records), fontsize=9)
@@ -443,7 +450,9 @@ def layer_density(record: dict[str, Any]) -> plt.Figure:
 def headline(records: pd.DataFrame) -> dict[str, float]:
     """Numbers for the book's text, from the main comparison at its `comparison_sparsity`.
 
-    Keys: ``runs``, ``sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` (%),
+    Keys: ``runs``, ``sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` (%, means over
+    seeds of each seed's one teacher and dense student), ``seeds_<method>`` (how many seeds the mean
+    of the method's accuracy averages),
     ``accuracy_<method>`` (%) for each method there; when ours ran beside others,
     ``methods_compared``, ``ours_rank`` (1 = most accurate) and ``gap_to_best_other`` (percentage
     points, negative when another method is more accurate); and ``imp_image_ratio`` /
@@ -452,12 +461,14 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
     main = main_comparison(records)
     top = _at_comparison_sparsity(records)
     by_method = top.groupby("method")[["acc_retrained", "total_images", "total_flops"]].mean()
+    seeds = top.groupby("method")["seed"].nunique()
     numbers: dict[str, float] = {
         "runs": len(records),
         "sparsity": float(top["sparsity"].iloc[0] * 100),
-        "teacher_accuracy": float(main["acc_teacher"].mean() * 100),
-        "dense_accuracy": float(main["acc_dense"].mean() * 100),
+        "teacher_accuracy": float(per_seed(main, "acc_teacher").mean() * 100),
+        "dense_accuracy": float(per_seed(main, "acc_dense").mean() * 100),
         **{f"accuracy_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
+        **{f"seeds_{method}": int(count) for method, count in seeds.items()},
     }
     if OURS in by_method.index and len(by_method) > 1:
         ranked = by_method["acc_retrained"].sort_values(ascending=False)
@@ -483,10 +494,7 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
     numbers = headline(records)
     planned = planned_methods(profile, comparison_sparsity(records))
     at = f"{numbers['sparsity']:.0f} % sparsity"
-    text = (
-        f"The teacher reached {numbers['teacher_accuracy']:.1f} % test accuracy and the dense student "
-        f"{numbers['dense_accuracy']:.1f} %. "
-    )
+    text = _trained_once_sentence(records)
     if f"accuracy_{OURS}" not in numbers:
         return text + f"Teacher-guided pruning has not finished at {at} yet."
     text += f"At {at}, the teacher-guided student reaches {numbers[f'accuracy_{OURS}']:.1f} % after retraining"
@@ -500,10 +508,42 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
         f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
         f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(best_other)}."
     )
+    text += _seeds_sentence(_at_comparison_sparsity(records), best_other, gap)
     missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
     if missing:
         text += f" Not yet run at {at}: {_and_list(missing)}."
     return f"{text} {_iterative_cost_sentence(numbers, 'imp' in planned)}"
+
+
+def _trained_once_sentence(records: pd.DataFrame) -> str:
+    """The accuracy of the teacher and dense student every run of a seed shares, one per seed."""
+    teachers, students = per_seed(records, "acc_teacher") * 100, per_seed(records, "acc_dense") * 100
+    if len(teachers) == 1:
+        return f"The teacher reached {teachers.iloc[0]:.1f} % test accuracy and the dense student {students.iloc[0]:.1f} %. "
+    seeds = _and_list([str(seed) for seed in teachers.index])
+    return (
+        f"The teachers of seeds {seeds} reached {_and_list([f'{a:.1f}' for a in teachers])} % test accuracy, "
+        f"their dense students {_and_list([f'{a:.1f}' for a in students])} %. "
+    )
+
+
+def _seeds_sentence(top: pd.DataFrame, best_other: str, gap: float) -> str:
+    """Which accuracies at the comparison sparsity (`top`: its main-comparison runs) average several
+    seeds, how far ours' and the best other method's seeds landed apart, and whether `gap`
+    (percentage points) exceeds that; empty while every method ran one seed."""
+    seeds = top.groupby("method")["seed"].nunique()
+    if seeds.max() == 1:
+        return ""
+    several = [m for m in METHOD_LABELS if seeds.get(m, 0) > 1]
+    others = "" if len(several) == len(seeds) else "; the others ran one seed"
+    text = f" Means over seeds for {_and_list([f'{label(m)} ({seeds[m]})' for m in several])}{others}."
+    spread = top.groupby("method")["acc_retrained"].agg(lambda accuracy: (accuracy.max() - accuracy.min()) * 100)
+    pair = [m for m in (OURS, best_other) if seeds.get(m, 0) > 1]
+    if pair:
+        moved = _and_list([f"{spread[m]:.1f} points for {label(m)}" for m in pair])
+        verdict = "wider" if abs(gap) > max(spread[m] for m in pair) else "no wider"
+        text += f" Seed to seed, the accuracy moved {moved}: the gap above is {verdict} than that."
+    return text
 
 
 def _and_list(items: list[str]) -> str:
