@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile, load_profile
@@ -17,6 +18,7 @@ from tkdlib.report import (
     headline,
     headline_text,
     iterative_cost_text,
+    per_seed,
     results_table,
     switch_effects,
     thinnest_layers,
@@ -229,3 +231,11 @@ def test_headline_averages_each_seeds_teacher_once_and_weighs_the_gap_against_th
     close.loc[close["method"] == "magnitude", "acc_retrained"] = [0.80, 0.79]
     assert "the gap above is no wider than that." in headline_text(close, profile)
     assert "Means over seeds" not in headline_text(seed_0, profile) and headline_text(seed_0, profile).startswith("The teacher reached 90.0 %")
+
+
+def test_per_seed_refuses_runs_of_one_seed_that_used_different_teachers():
+    records = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
+    assert per_seed(records, "acc_teacher").to_dict() == {0: 0.9}
+    records.loc[1, "acc_teacher"] = 0.88  # a retrained teacher that came out different
+    with pytest.raises(ValueError, match=r"seed 0 disagree on acc_teacher \(88.00%, 90.00%\)"):
+        headline(records)

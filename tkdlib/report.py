@@ -103,8 +103,20 @@ def main_comparison(records: pd.DataFrame) -> pd.DataFrame:
 def per_seed(records: pd.DataFrame, column: str) -> pd.Series:
     """One value per seed (indexed by seed, ascending) of a quantity every main-comparison run of
     that seed shares: its teacher's (``acc_teacher``) or dense student's (``acc_dense``) accuracy.
-    Averaging the column over runs instead would weight each seed by how many of its runs finished."""
-    return main_comparison(records).groupby("seed")[column].first()
+    Averaging the column over runs instead would weight each seed by how many of its runs finished.
+
+    Raises ValueError when the runs of one seed disagree: their teacher or dense student was
+    retrained (its checkpoint lost) and came out different, so they are not one comparison."""
+    values = main_comparison(records).groupby("seed")[column]
+    disagree = values.nunique() > 1
+    if disagree.any():
+        seed = disagree.idxmax()
+        found = ", ".join(f"{value:.2%}" for value in sorted(values.get_group(seed).unique()))
+        raise ValueError(
+            f"the main-comparison runs of seed {seed} disagree on {column} ({found}): their shared checkpoint "
+            "was retrained differently; rerun the runs of one of those checkpoints, or give the new runs another seed"
+        )
+    return values.first()
 
 
 def comparison_sparsity(records: pd.DataFrame) -> float:
