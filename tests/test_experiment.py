@@ -38,10 +38,11 @@ def test_run_writes_a_complete_record(finished):
     assert {"teacher", "dense", "calibrate", "guide", "score", "retrain"} == set(record["compute"]["phases"])
     assert all(cost["seconds"] > 0 for cost in record["compute"]["phases"].values())
     assert record["seconds"]["total"] > 0
-    assert {"device", "precision", "compile", "world_size"} <= set(record["environment"])
+    assert {"device", "precision", "compile", "world_size", "cpu_model", "cpu_capability"} <= set(record["environment"])
     assert record["environment"]["world_size"] == 1 and record["environment"]["compile"] is False
     assert record["data"]["train_images"] == 256 and "JPEG" in record["data"]["train"]
     assert record["environment"]["torch"].startswith("2.14.1")
+    assert record["environment"]["cpu_capability"] in {"DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256"}
 
 
 def test_finished_run_is_not_recomputed_and_checkpoints_are_shared(finished, monkeypatch):
