@@ -123,6 +123,15 @@ def test_results_table_says_which_cells_have_not_run():
     table = results_table(records)
     assert table.loc["magnitude", "95% sparse"] == "not run yet"
     assert table.loc["teacher-guided (ours)", "90% sparse"] == "80.10"
+    assert list(table.index) == ["teacher-guided (ours)", "magnitude"]  # ours first, not alphabetical
+
+
+def test_results_table_gives_mean_and_std_over_seeds_where_several_ran():
+    seed_0 = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
+    records = pd.concat([seed_0, _records([("teacher_guided", 0.9, 0.78)]).assign(seed=1)], ignore_index=True)
+    table = results_table(records)
+    assert table.loc["teacher-guided (ours)", "90% sparse"] == "79.00 ± 1.41"  # std of 80 and 78
+    assert table.loc["magnitude", "90% sparse"] == "82.00"
 
 
 def _ablation_profile(tmp_path: Path) -> Profile:

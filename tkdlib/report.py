@@ -44,6 +44,12 @@ def label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
+def _method_order(method: str) -> tuple[int, str]:
+    """Sort key: the order of `METHOD_LABELS`, unknown methods after them by name."""
+    order = list(METHOD_LABELS)
+    return (order.index(method) if method in order else len(order), method)
+
+
 def _read_record(out_dir: str | Path, run: str) -> dict[str, Any]:
     """The record of run `run` (its config hash) under `out_dir`."""
     return json.loads((Path(out_dir) / run / RECORD_NAME).read_text())
@@ -152,12 +158,14 @@ def data_label(records: pd.DataFrame) -> str:
 
 def results_table(records: pd.DataFrame) -> pd.DataFrame:
     """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds);
-    a cell whose run has not finished says "not run yet"."""
+    a cell whose run has not finished says "not run yet". Rows: ours first, then the baselines in
+    the order of `METHOD_LABELS`."""
     main = main_comparison(records)
     grouped = main.groupby(["method", "sparsity"])["acc_retrained"]
     mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
     cells = mean.map("{:.2f}".format) + [f" ± {s:.2f}" if n > 1 else "" for s, n in zip(std, count)]
     table = cells.unstack("sparsity").fillna("not run yet")
+    table = table.loc[sorted(table.index, key=_method_order)]
     table.index = [label(name) for name in table.index]
     table.columns = [f"{s:.0%} sparse" for s in table.columns]
     return table
@@ -360,6 +368,7 @@ def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
     table["acc_retrained"] = (table["acc_retrained"] * 100).round(2)
     table["total_flops"] = table["total_flops"].map("{:.3g}".format)
     table["total_seconds"] = table["total_seconds"].round(1)
+    table = table.loc[sorted(table.index, key=_method_order)]
     table.index = [label(name) for name in table.index]
     return table.rename(columns={"total_images": "images (backward)", "total_flops": "FLOPs", "total_seconds": "seconds", "acc_retrained": "accuracy (%)"})
 
