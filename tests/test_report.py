@@ -14,6 +14,7 @@ from tkdlib.report import (
     ablation_matrix,
     ablation_text,
     comparison_sparsity,
+    failed_runs,
     figure_source,
     headline,
     headline_text,
@@ -248,3 +249,36 @@ def test_per_seed_refuses_runs_of_one_seed_that_used_different_teachers():
     records.loc[1, "acc_teacher"] = 0.88  # a retrained teacher that came out different
     with pytest.raises(ValueError, match=r"seed 0 disagree on acc_teacher \(88.00%, 90.00%\)"):
         headline(records)
+
+
+def test_failed_runs_lists_each_failed_record_with_its_seed_and_error(tmp_path: Path):
+    config = {"method": "ce_gradient", "sparsity": 0.95, "seed": 1}
+    error = "LayerCollapseError: At sparsity 0.95 these layers would keep no weight: ['layers.8.conv2.weight']."
+    for run, record in {
+        "failed1": {"status": "failed", "config": config, "config_hash": "failed1", "error": error},
+        "finished": {"status": "finished", "config": {**config, "seed": 0}, "config_hash": "finished"},
+    }.items():
+        (tmp_path / run).mkdir()
+        (tmp_path / run / RECORD_NAME).write_text(json.dumps(record))
+    table = failed_runs(tmp_path)
+    assert table.to_dict("records") == [{"run": "failed1", "method": "ce_gradient", "sparsity": 0.95, "seed": 1, "error": error}]
+
+
+def test_results_table_marks_cells_where_a_main_comparison_run_failed(tmp_path: Path):
+    profile = _profile(tmp_path, ["teacher_guided", "ce_gradient"], [0.9, 0.95])
+    records = _records([("teacher_guided", 0.9, 0.80), ("ce_gradient", 0.95, 0.67)])
+    failed = pd.DataFrame(
+        [
+            {"run": "a", "method": "ce_gradient", "sparsity": 0.95, "seed": 1, "variant": "", "error": "LayerCollapseError"},
+            {"run": "b", "method": "teacher_guided", "sparsity": 0.95, "seed": 0, "variant": "", "error": "LayerCollapseError"},
+            {"run": "c", "method": "teacher_guided", "sparsity": 0.95, "seed": 1, "variant": "", "error": "LayerCollapseError"},
+            {"run": "d", "method": "teacher_guided", "sparsity": 0.9, "seed": 0, "variant": "gamma=0.0", "error": "ValueError"},
+        ]
+    )
+    table = results_table(records, failed)
+    assert table.loc["CE gradient (no teacher)", "95% sparse"] == "67.00 (seed 1 failed)"
+    assert table.loc["teacher-guided (ours)", "95% sparse"] == "seeds 0 and 1 failed"
+    assert table.loc["teacher-guided (ours)", "90% sparse"] == "80.00"  # the failed ablation is not the main comparison
+    assert table.loc["CE gradient (no teacher)", "90% sparse"] == "not run yet"
+    assert results_table(records, failed.iloc[:0]).equals(results_table(records))
+    assert list(failed_runs(tmp_path, profile).columns) == ["run", "method", "sparsity", "seed", "variant", "error"]

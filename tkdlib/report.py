@@ -68,15 +68,20 @@ def load_records(out_dir: str | Path, profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["variant", "method", "sparsity", "seed"], ignore_index=True)
 
 
-def failed_runs(out_dir: str | Path) -> pd.DataFrame:
-    """Runs under `out_dir` whose record says they failed, with the error that stopped them."""
+def failed_runs(out_dir: str | Path, profile: Profile | None = None) -> pd.DataFrame:
+    """Runs under `out_dir` whose record says they failed, with the error that stopped them; with
+    `profile`, also their `variant` relative to it (as in `load_records`)."""
     rows = []
     for path in sorted(Path(out_dir).glob(f"*/{RECORD_NAME}")):
         record = json.loads(path.read_text())
         if record.get("status") == "failed":
             config = record["config"]
-            rows.append({"run": record["config_hash"], "method": config["method"], "sparsity": config["sparsity"], "error": record["error"]})
-    return pd.DataFrame(rows, columns=["run", "method", "sparsity", "error"])
+            row = {"run": record["config_hash"], "method": config["method"], "sparsity": config["sparsity"], "seed": config["seed"]}
+            if profile is not None:
+                row["variant"] = variant_name(profile.changes(Config.from_dict(config)))
+            rows.append({**row, "error": record["error"]})
+    columns = ["run", "method", "sparsity", "seed", *(["variant"] if profile is not None else []), "error"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
@@ -156,14 +161,22 @@ def data_label(records: pd.DataFrame) -> str:
     return text
 
 
-def results_table(records: pd.DataFrame) -> pd.DataFrame:
+def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds);
-    a cell whose run has not finished says "not run yet". Rows: ours first, then the baselines in
-    the order of `METHOD_LABELS`."""
+    a cell whose run has not finished says "not run yet". `failed` (`failed_runs` with the
+    profile) marks the cells where a main-comparison run failed, e.g. "67.09 (seed 1 failed)".
+    Rows: ours first, then the baselines in the order of `METHOD_LABELS`."""
     main = main_comparison(records)
     grouped = main.groupby(["method", "sparsity"])["acc_retrained"]
     mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
     cells = mean.map("{:.2f}".format) + [f" ± {s:.2f}" if n > 1 else "" for s, n in zip(std, count)]
+    if failed is not None and not failed.empty:
+        failed_main = failed[failed["variant"] == ""].groupby(["method", "sparsity"])["seed"]
+        notes = failed_main.agg(lambda seeds: f"seed{'s' if len(seeds) > 1 else ''} {_and_list([str(s) for s in sorted(seeds)])} failed")
+        cells = pd.concat([cells, notes], axis=1, keys=["accuracy", "failed"]).apply(
+            lambda cell: cell["failed"] if pd.isna(cell["accuracy"]) else cell["accuracy"] if pd.isna(cell["failed"]) else f"{cell['accuracy']} ({cell['failed']})",
+            axis=1,
+        )
     table = cells.unstack("sparsity").fillna("not run yet")
     table = table.loc[sorted(table.index, key=_method_order)]
     table.index = [label(name) for name in table.index]
