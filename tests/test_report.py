@@ -14,6 +14,7 @@ from tkdlib.report import (
     ablation_matrix,
     ablation_text,
     comparison_sparsity,
+    efficiency_table,
     failed_runs,
     figure_source,
     headline,
@@ -282,3 +283,12 @@ def test_results_table_marks_cells_where_a_main_comparison_run_failed(tmp_path: 
     assert table.loc["CE gradient (no teacher)", "90% sparse"] == "not run yet"
     assert results_table(records, failed.iloc[:0]).equals(results_table(records))
     assert list(failed_runs(tmp_path, profile).columns) == ["run", "method", "sparsity", "seed", "variant", "error"]
+
+
+def test_efficiency_table_compares_the_first_seeds_runs_only():
+    seed_0 = _records([("teacher_guided", 0.9, 0.80), ("imp", 0.9, 0.81)]).assign(total_seconds=[100.0, 600.0])
+    seed_1 = _records([("teacher_guided", 0.9, 0.78)]).assign(seed=1, total_seconds=40.0)  # a faster machine
+    table = efficiency_table(pd.concat([seed_0, seed_1], ignore_index=True))
+    assert list(table.index) == ["teacher-guided (ours)", "IMP (iterative, rewinding)"]
+    assert table["seconds"].tolist() == [100.0, 600.0] and table["accuracy (%)"].tolist() == [80.0, 81.0]
+    assert table["images vs ours"].tolist() == [1.0, 5.0] and table["FLOPs vs ours"].tolist() == [1.0, 6.0]
