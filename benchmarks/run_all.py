@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from tkdlib.io import write_json
+from tkdlib.runtime import cpu_model
 
 HERE = Path(__file__).resolve().parent
 # Each benchmark with the arguments of its quick mode, in the order they run.
@@ -39,16 +40,6 @@ BENCHMARKS: dict[str, list[str]] = {
     "oneshot_vs_imp": [],
     "sparse_checkpoint": [],
 }
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what `platform` says."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def machine(note: str | None) -> dict[str, Any]:

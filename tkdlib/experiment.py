@@ -40,7 +40,7 @@ from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
-from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
+from tkdlib.runtime import Runtime, barrier, cpu_model, rank, save_shared, tune_for, world_size
 from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
 __all__ = ["Config", "RECORD_NAME", "load_record", "run", "run_dir"]
@@ -301,22 +301,12 @@ def _environment(runtime: Runtime) -> dict[str, Any]:
         "python": platform.python_version(),
         **runtime.describe(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels torch runs: results differ across them
         "threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "code_commit": _code_commit(),
     }
-
-
-def _cpu_model() -> str | None:
-    """The CPU's model name as Linux reports it (``/proc/cpuinfo``), else None: times are only
-    comparable between runs on the same model."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
 
 
 def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path, runtime: Runtime, progress: bool) -> dict[str, Any]:
