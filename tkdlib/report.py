@@ -173,10 +173,9 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
     if failed is not None and not failed.empty:
         failed_main = failed[failed["variant"] == ""].groupby(["method", "sparsity"])["seed"]
         notes = failed_main.agg(lambda seeds: f"seed{'s' if len(seeds) > 1 else ''} {_and_list([str(s) for s in sorted(seeds)])} failed")
-        cells = pd.concat([cells, notes], axis=1, keys=["accuracy", "failed"]).apply(
-            lambda cell: cell["failed"] if pd.isna(cell["accuracy"]) else cell["accuracy"] if pd.isna(cell["failed"]) else f"{cell['accuracy']} ({cell['failed']})",
-            axis=1,
-        )
+        both = cells.index.union(notes.index)
+        cells, notes = cells.reindex(both), notes.reindex(both)
+        cells = (cells + " (" + notes + ")").fillna(cells).fillna(notes)  # "67.09 (seed 1 failed)", or either alone
     table = cells.unstack("sparsity").fillna("not run yet")
     table = table.loc[sorted(table.index, key=_method_order)]
     table.index = [label(name) for name in table.index]
