@@ -233,6 +233,7 @@ def test_headline_averages_each_seeds_teacher_once_and_weighs_the_gap_against_th
     # seed 0 has three runs, seed 1 two: the teacher's accuracy is (90 + 80) / 2, not weighted by runs
     assert abs(numbers["teacher_accuracy"] - 85.0) < 1e-9 and abs(numbers["dense_accuracy"] - 80.0) < 1e-9
     assert numbers["seeds_teacher_guided"] == 2 and numbers["seeds_snip"] == 1
+    assert abs(numbers["spread_teacher_guided"] - 2.0) < 1e-9 and numbers["spread_snip"] == 0.0
     text = headline_text(records, profile)
     assert text.startswith("The teachers of seeds 0 and 1 reached 90.0 and 80.0 % test accuracy, their dense students 85.0 and 75.0 %.")
     assert "Means over seeds for teacher-guided (ours) (2) and magnitude (2); the others ran one seed." in text

@@ -487,7 +487,8 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
 
     Keys: ``runs``, ``sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` (%, means over
     seeds of each seed's one teacher and dense student), ``seeds_<method>`` (how many seeds the mean
-    of the method's accuracy averages),
+    of the method's accuracy averages), ``spread_<method>`` (percentage points between its most and
+    least accurate seed; 0 with one seed),
     ``accuracy_<method>`` (%) for each method there; when ours ran beside others,
     ``methods_compared``, ``ours_rank`` (1 = most accurate) and ``gap_to_best_other`` (percentage
     points, negative when another method is more accurate); and ``imp_image_ratio`` /
@@ -497,6 +498,7 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
     top = _at_comparison_sparsity(records)
     by_method = top.groupby("method")[["acc_retrained", "total_images", "total_flops"]].mean()
     seeds = top.groupby("method")["seed"].nunique()
+    spread = top.groupby("method")["acc_retrained"].agg(lambda accuracy: (accuracy.max() - accuracy.min()) * 100)
     numbers: dict[str, float] = {
         "runs": len(records),
         "sparsity": float(top["sparsity"].iloc[0] * 100),
@@ -504,6 +506,7 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         "dense_accuracy": float(per_seed(main, "acc_dense").mean() * 100),
         **{f"accuracy_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
         **{f"seeds_{method}": int(count) for method, count in seeds.items()},
+        **{f"spread_{method}": float(points) for method, points in spread.items()},
     }
     if OURS in by_method.index and len(by_method) > 1:
         ranked = by_method["acc_retrained"].sort_values(ascending=False)
@@ -543,7 +546,7 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
         f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
         f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(best_other)}."
     )
-    text += _seeds_sentence(_at_comparison_sparsity(records), best_other, gap)
+    text += _seeds_sentence(numbers, best_other)
     missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
     if missing:
         text += f" Not yet run at {at}: {_and_list(missing)}."
@@ -562,21 +565,21 @@ def _trained_once_sentence(records: pd.DataFrame) -> str:
     )
 
 
-def _seeds_sentence(top: pd.DataFrame, best_other: str, gap: float) -> str:
-    """Which accuracies at the comparison sparsity (`top`: its main-comparison runs) average several
-    seeds, how far ours' and the best other method's seeds landed apart, and whether `gap`
-    (percentage points) exceeds that; empty while every method ran one seed."""
-    seeds = top.groupby("method")["seed"].nunique()
-    if seeds.max() == 1:
+def _seeds_sentence(numbers: dict[str, float], best_other: str) -> str:
+    """From `headline`'s `numbers`: which accuracies at the comparison sparsity average several
+    seeds, how far ours' and the best other method's seeds landed apart, and whether the gap
+    between the two exceeds that; empty while every method ran one seed."""
+    methods = sorted((key.removeprefix("seeds_") for key in numbers if key.startswith("seeds_")), key=_method_order)
+    seeds = {m: int(numbers[f"seeds_{m}"]) for m in methods}
+    several = [m for m in seeds if seeds[m] > 1]
+    if not several:
         return ""
-    several = [m for m in METHOD_LABELS if seeds.get(m, 0) > 1]
     others = "" if len(several) == len(seeds) else "; the others ran one seed"
     text = f" Means over seeds for {_and_list([f'{label(m)} ({seeds[m]})' for m in several])}{others}."
-    spread = top.groupby("method")["acc_retrained"].agg(lambda accuracy: (accuracy.max() - accuracy.min()) * 100)
     pair = [m for m in (OURS, best_other) if seeds.get(m, 0) > 1]
     if pair:
-        moved = _and_list([f"{spread[m]:.1f} points for {label(m)}" for m in pair])
-        verdict = "wider" if abs(gap) > max(spread[m] for m in pair) else "no wider"
+        moved = _and_list([f"{numbers[f'spread_{m}']:.1f} points for {label(m)}" for m in pair])
+        verdict = "wider" if abs(numbers["gap_to_best_other"]) > max(numbers[f"spread_{m}"] for m in pair) else "no wider"
         text += f" Seed to seed, the accuracy moved {moved}: the gap above is {verdict} than that."
     return text
 
