@@ -196,6 +196,8 @@ def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run
     assert matrix.loc[(0.9, "retrain_with_kd=False")].tolist() == [83.0, 85.0]
     assert matrix.loc[(0.9, "none (main comparison)")].tolist() == [80.0, 82.0]
     assert pd.isna(matrix.loc[(0.9, "gamma=0.0"), "magnitude"])
+    custom = _with_variants(pd.concat([records, _records([("my_score", 0.9, 0.7)])], ignore_index=True), [("gamma=0.0", 0.71)], "my_score")
+    assert list(ablation_matrix(custom).columns) == ["teacher-guided (ours)", "magnitude", "my_score"]  # a registered method of one's own comes last, not dropped
     text = ablation_text(records, _ablation_profile(tmp_path))
     assert "Methods under the same switches, most accurate first: with retrain_with_kd=False at 90 %, magnitude 85.0 % and teacher-guided (ours) 83.0 %." in text
     assert "Methods under the same switches" not in ablation_text(_with_variants(main, [("gamma=0.0", 0.79)]), _ablation_profile(tmp_path))

@@ -227,7 +227,7 @@ def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
     shown = shown.assign(variant=shown["variant"].replace("", MAIN_ROW))
     table = shown.pivot_table(index=["sparsity", "variant"], columns="method", values="acc_retrained", aggfunc="mean") * 100
     rows = sorted(table.index, key=lambda key: (key[0], key[1] != MAIN_ROW, key[1]))
-    columns = [method for method in METHOD_LABELS if method in table.columns]
+    columns = sorted(table.columns, key=_method_order)
     return table.loc[rows, columns].round(2).rename(columns=label).rename_axis(columns=None)
 
 
