@@ -81,6 +81,8 @@ def test_headline_counts_imp_cost_once_both_ran(tmp_path: Path):
     assert "ranks 2 of the 2 methods finished there, 1.0 percentage points behind the best of the others, IMP" in headline_text(records, profile)
     ahead = _records([("teacher_guided", 0.9, 0.83), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.75)])
     assert "ranks 1 of the 3 methods finished there, 1.0 percentage points ahead of the best of the others, magnitude." in headline_text(ahead, profile)
+    own = pd.concat([ahead, _records([("my_score", 0.9, 0.86)])], ignore_index=True)  # a registered method of one's own
+    assert "It ranks 2 of the 4 methods finished there, 3.0 percentage points behind the best of the others, my_score." in headline_text(own, profile)
 
 
 def test_headline_says_when_ours_is_missing_or_alone(tmp_path: Path):

@@ -538,7 +538,7 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
     text += f"At {at}, the teacher-guided student reaches {numbers[f'accuracy_{OURS}']:.1f} % after retraining"
     if "ours_rank" not in numbers:
         return text + "; no other method has finished there yet."
-    others = [m for m in METHOD_LABELS if m != OURS and f"accuracy_{m}" in numbers]
+    others = sorted((key.removeprefix("accuracy_") for key in numbers if key.startswith("accuracy_") and key != f"accuracy_{OURS}"), key=_method_order)
     text += ", against " + _and_list([f"{numbers[f'accuracy_{m}']:.1f} % for {label(m)}" for m in others]) + ". "
     best_other = max(others, key=lambda m: numbers[f"accuracy_{m}"])  # the method `gap_to_best_other` measures against
     gap = numbers["gap_to_best_other"]
