@@ -371,7 +371,8 @@ def ablation_plot(records: pd.DataFrame) -> plt.Figure:
 
 def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
     """Cost each method pays at the `comparison_sparsity`, in its run of the first seed (seeds can
-    run on different machines, so only one seed's seconds compare): images through the student
+    run on different machines; cells of one seed can too, in later sessions, so seconds compare
+    only where the records' ``environment`` and ``finished_at`` agree): images through the student
     backward, estimated FLOPs, wall seconds, accuracy, and ratios to ours."""
     top = _at_comparison_sparsity(records)
     top = top[top["seed"] == top["seed"].min()]
