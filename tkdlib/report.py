@@ -539,7 +539,7 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
     text += f"At {at}, the teacher-guided student reaches {numbers[f'accuracy_{OURS}']:.1f} % after retraining"
     if "ours_rank" not in numbers:
         return text + "; no other method has finished there yet."
-    others = sorted((key.removeprefix("accuracy_") for key in numbers if key.startswith("accuracy_") and key != f"accuracy_{OURS}"), key=_method_order)
+    others = [m for m in _methods_in(numbers, "accuracy") if m != OURS]
     text += ", against " + _and_list([f"{numbers[f'accuracy_{m}']:.1f} % for {label(m)}" for m in others]) + ". "
     best_other = max(others, key=lambda m: numbers[f"accuracy_{m}"])  # the method `gap_to_best_other` measures against
     gap = numbers["gap_to_best_other"]
@@ -552,6 +552,13 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
     if missing:
         text += f" Not yet run at {at}: {_and_list(missing)}."
     return f"{text} {_iterative_cost_sentence(numbers, 'imp' in planned)}"
+
+
+def _methods_in(numbers: dict[str, float], quantity: str) -> list[str]:
+    """The methods that `headline`'s `numbers` hold a ``<quantity>_<method>`` key for, in the
+    book's order (`_method_order`: methods of one's own after the book's)."""
+    prefix = f"{quantity}_"
+    return sorted((key.removeprefix(prefix) for key in numbers if key.startswith(prefix)), key=_method_order)
 
 
 def _trained_once_sentence(records: pd.DataFrame) -> str:
@@ -570,8 +577,7 @@ def _seeds_sentence(numbers: dict[str, float], best_other: str) -> str:
     """From `headline`'s `numbers`: which accuracies at the comparison sparsity average several
     seeds, how far ours' and the best other method's seeds landed apart, and whether the gap
     between the two exceeds that; empty while every method ran one seed."""
-    methods = sorted((key.removeprefix("seeds_") for key in numbers if key.startswith("seeds_")), key=_method_order)
-    seeds = {m: int(numbers[f"seeds_{m}"]) for m in methods}
+    seeds = {m: int(numbers[f"seeds_{m}"]) for m in _methods_in(numbers, "seeds")}
     several = [m for m in seeds if seeds[m] > 1]
     if not several:
         return ""
