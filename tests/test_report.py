@@ -69,20 +69,36 @@ def test_partial_grid_compares_where_most_methods_finished(tmp_path: Path):
     assert "80.0 % after retraining, against 82.0 % for magnitude and 79.0 % for SNIP" in text
     assert "It ranks 2 of the 3 methods finished there, 2.0 percentage points behind the best of the others, magnitude." in text
     assert "Not yet run at 90 % sparsity: CE gradient" in text
-    assert "iterative magnitude pruning has not been run" in text.lower() and "imp_image_ratio" not in numbers
+    assert "iterative magnitude pruning has not been run" in text.lower() and "images_vs_ours_imp" not in numbers
 
 
 def test_headline_counts_imp_cost_once_both_ran(tmp_path: Path):
     profile = _profile(tmp_path, EVERY_METHOD, [0.5, 0.9])
     records = _records([("teacher_guided", 0.9, 0.80), ("imp", 0.9, 0.81), ("magnitude", 0.5, 0.9)])
     numbers = headline(records)
-    assert numbers["imp_image_ratio"] == 5 and numbers["imp_flop_ratio"] == 6
+    assert numbers["images_vs_ours_imp"] == 5 and numbers["flops_vs_ours_imp"] == 6
     assert "passed 5.00 × as many images" in iterative_cost_text(records, profile)
     assert "ranks 2 of the 2 methods finished there, 1.0 percentage points behind the best of the others, IMP" in headline_text(records, profile)
     ahead = _records([("teacher_guided", 0.9, 0.83), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.75)])
     assert "ranks 1 of the 3 methods finished there, 1.0 percentage points ahead of the best of the others, magnitude." in headline_text(ahead, profile)
     own = pd.concat([ahead, _records([("my_score", 0.9, 0.86)])], ignore_index=True)  # a registered method of one's own
     assert "It ranks 2 of the 4 methods finished there, 3.0 percentage points behind the best of the others, my_score." in headline_text(own, profile)
+
+
+def test_headline_names_the_methods_more_accurate_than_ours_for_fewer_flops(tmp_path: Path):
+    profile = _profile(tmp_path, EVERY_METHOD, [0.9])
+    records = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.79), ("imp", 0.9, 0.83), ("epsd", 0.9, 0.81)])
+    records.loc[records["method"] == "teacher_guided", "total_flops"] *= 2  # ours pays for a guiding epoch the others skip
+    records.loc[records["method"] == "epsd", "total_flops"] /= 5
+    numbers = headline(records)
+    assert numbers["flops_vs_ours_magnitude"] == 0.5 and numbers["flops_vs_ours_epsd"] == pytest.approx(0.1) and numbers["flops_vs_ours_imp"] == 3
+    text = headline_text(records, profile)
+    assert "pays for: magnitude at 0.50 × its FLOPs and EPSD (our re-implementation) at 0.10 × its FLOPs." in text
+    assert "SNIP at" not in text and "IMP (iterative, rewinding) at" not in text  # less accurate; costlier
+    costly = records[records["method"].isin(["teacher_guided", "imp", "snip"])]
+    assert "None of the more accurate methods cost fewer FLOPs than it." in headline_text(costly, profile)
+    first = records[records["method"].isin(["teacher_guided", "snip"])]
+    assert "fewer FLOPs" not in headline_text(first, profile)
 
 
 def test_headline_says_when_ours_is_missing_or_alone(tmp_path: Path):

@@ -492,8 +492,9 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
     least accurate seed; 0 with one seed),
     ``accuracy_<method>`` (%) for each method there; when ours ran beside others,
     ``methods_compared``, ``ours_rank`` (1 = most accurate) and ``gap_to_best_other`` (percentage
-    points, negative when another method is more accurate); and ``imp_image_ratio`` /
-    ``imp_flop_ratio`` (IMP's cost over ours) when both ran.
+    points, negative when another method is more accurate), ``images_vs_ours_<method>`` and
+    ``flops_vs_ours_<method>`` (each other method's images through the student's backward and its
+    FLOPs, over ours; both count the teacher and dense student a method pays for).
     """
     main = main_comparison(records)
     top = _at_comparison_sparsity(records)
@@ -514,9 +515,9 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         numbers["methods_compared"] = len(ranked)
         numbers["ours_rank"] = int(list(ranked.index).index(OURS)) + 1
         numbers["gap_to_best_other"] = float((ranked[OURS] - ranked.drop(OURS).max()) * 100)
-    if {"imp", OURS} <= set(by_method.index):
-        numbers["imp_image_ratio"] = float(by_method.loc["imp", "total_images"] / by_method.loc[OURS, "total_images"])
-        numbers["imp_flop_ratio"] = float(by_method.loc["imp", "total_flops"] / by_method.loc[OURS, "total_flops"])
+        others = by_method.drop(OURS)
+        numbers.update({f"images_vs_ours_{m}": float(ratio) for m, ratio in (others["total_images"] / by_method.loc[OURS, "total_images"]).items()})
+        numbers.update({f"flops_vs_ours_{m}": float(ratio) for m, ratio in (others["total_flops"] / by_method.loc[OURS, "total_flops"]).items()})
     return numbers
 
 
@@ -547,7 +548,7 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
         f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
         f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(best_other)}."
     )
-    text += _seeds_sentence(numbers, best_other)
+    text += _seeds_sentence(numbers, best_other) + _cheaper_and_better_sentence(numbers)
     missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
     if missing:
         text += f" Not yet run at {at}: {_and_list(missing)}."
@@ -591,6 +592,17 @@ def _seeds_sentence(numbers: dict[str, float], best_other: str) -> str:
     return text
 
 
+def _cheaper_and_better_sentence(numbers: dict[str, float]) -> str:
+    """From `headline`'s `numbers`: the methods more accurate than ours for fewer FLOPs, or, when
+    some are more accurate, that none of them cost less; empty when ours is the most accurate."""
+    ours = numbers[f"accuracy_{OURS}"]
+    cheaper = [m for m in _methods_in(numbers, "flops_vs_ours") if numbers[f"flops_vs_ours_{m}"] < 1 and numbers[f"accuracy_{m}"] > ours]
+    if not cheaper:
+        return "" if numbers["ours_rank"] == 1 else " None of the more accurate methods cost fewer FLOPs than it."
+    ratios = _and_list([f"{label(m)} at {numbers[f'flops_vs_ours_{m}']:.2f} × its FLOPs" for m in cheaper])
+    return f" More accurate for fewer FLOPs, counting the teacher and dense student each pays for: {ratios}."
+
+
 def _and_list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -604,13 +616,13 @@ def iterative_cost_text(records: pd.DataFrame, profile: Profile) -> str:
 
 def _iterative_cost_sentence(numbers: dict[str, float], imp_planned: bool) -> str:
     at = f"{numbers['sparsity']:.0f} % sparsity"
-    if "imp_image_ratio" not in numbers and not imp_planned:
+    if "images_vs_ours_imp" not in numbers and not imp_planned:
         return f"This profile does not run iterative magnitude pruning at {at}, so it compares no costs with it."
-    if "imp_image_ratio" not in numbers:
+    if "images_vs_ours_imp" not in numbers:
         return f"Iterative magnitude pruning has not been run beside teacher-guided pruning at {at} in this profile yet."
     return (
-        f"At {at}, iterative magnitude pruning passed {numbers['imp_image_ratio']:.2f} × as many images "
-        f"through the student as teacher-guided one-shot pruning, for {numbers['imp_flop_ratio']:.2f} × the FLOPs "
+        f"At {at}, iterative magnitude pruning passed {numbers['images_vs_ours_imp']:.2f} × as many images "
+        f"through the student as teacher-guided one-shot pruning, for {numbers['flops_vs_ours_imp']:.2f} × the FLOPs "
         "(both counting the training of the teacher and dense student they pay for)."
     )
 
