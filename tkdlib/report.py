@@ -378,14 +378,20 @@ def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
     top = top[top["seed"] == top["seed"].min()]
     table = top.groupby("method")[["total_images", "total_flops", "total_seconds", "acc_retrained"]].mean()
     if OURS in table.index:
-        table["images vs ours"] = (table["total_images"] / table.loc[OURS, "total_images"]).round(2)
-        table["FLOPs vs ours"] = (table["total_flops"] / table.loc[OURS, "total_flops"]).round(2)
+        table[["images vs ours", "FLOPs vs ours"]] = _cost_over_ours(table).round(2).to_numpy()
     table["acc_retrained"] = (table["acc_retrained"] * 100).round(2)
     table["total_flops"] = table["total_flops"].map("{:.3g}".format)
     table["total_seconds"] = table["total_seconds"].round(1)
     table = table.loc[sorted(table.index, key=_method_order)]
     table.index = [label(name) for name in table.index]
     return table.rename(columns={"total_images": "images (backward)", "total_flops": "FLOPs", "total_seconds": "seconds", "acc_retrained": "accuracy (%)"})
+
+
+def _cost_over_ours(by_method: pd.DataFrame) -> pd.DataFrame:
+    """Each method's ``total_images`` and ``total_flops`` (columns of `by_method`, one row per
+    method, ours among them) divided by ours'."""
+    costs = by_method[["total_images", "total_flops"]]
+    return costs / costs.loc[OURS]
 
 
 def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
@@ -515,9 +521,9 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         numbers["methods_compared"] = len(ranked)
         numbers["ours_rank"] = int(list(ranked.index).index(OURS)) + 1
         numbers["gap_to_best_other"] = float((ranked[OURS] - ranked.drop(OURS).max()) * 100)
-        others = by_method.drop(OURS)
-        numbers.update({f"images_vs_ours_{m}": float(ratio) for m, ratio in (others["total_images"] / by_method.loc[OURS, "total_images"]).items()})
-        numbers.update({f"flops_vs_ours_{m}": float(ratio) for m, ratio in (others["total_flops"] / by_method.loc[OURS, "total_flops"]).items()})
+        ratios = _cost_over_ours(by_method).drop(OURS)
+        for column, quantity in (("total_images", "images_vs_ours"), ("total_flops", "flops_vs_ours")):
+            numbers.update({f"{quantity}_{m}": float(ratio) for m, ratio in ratios[column].items()})
     return numbers
 
 
