@@ -12,6 +12,8 @@ from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile, load_profile
 from tkdlib.report import (
     ablation_matrix,
+    ablation_plot,
+    ablation_table,
     ablation_text,
     comparison_sparsity,
     efficiency_table,
@@ -219,6 +221,27 @@ def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run
     text = ablation_text(records, _ablation_profile(tmp_path))
     assert "Methods under the same switches, most accurate first: with retrain_with_kd=False at 90 %, magnitude 85.0 % and teacher-guided (ours) 83.0 %." in text
     assert "Methods under the same switches" not in ablation_text(_with_variants(main, [("gamma=0.0", 0.79)]), _ablation_profile(tmp_path))
+
+
+def test_a_variant_whose_main_run_failed_is_given_alone_not_called_unrun(tmp_path: Path):
+    path = tmp_path / "collapse.toml"
+    path.write_text(
+        '[config]\ndataset = "cifar10"\n'
+        '[[grid]]\nmethod = ["teacher_guided", "magnitude"]\nsparsity = [0.9, 0.98]\n'
+        '[[grid]]\nsparsity = [0.9]\nguide_epochs = [0]\n'
+        '[[grid]]\nsparsity = [0.98]\nallow_layer_collapse = [true]\n'
+    )
+    main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82), ("magnitude", 0.98, 0.56)])  # ours at 98 % failed
+    records = _with_variants(main, [("guide_epochs=0", 0.77)])
+    collapsed = {**records.iloc[0].to_dict(), "sparsity": 0.98, "variant": "allow_layer_collapse=True", "acc_retrained": 0.61}
+    records = pd.concat([records, pd.DataFrame([collapsed])], ignore_index=True)
+    text = ablation_text(records, load_profile(path))
+    assert "guide_epochs=0 -3.0 (77.0 % against 80.0 %)." in text
+    assert "Without a finished main-comparison run to compare with (it failed or has not run): allow_layer_collapse=True for teacher-guided (ours) at 98 % 61.0 %." in text
+    assert "Not run yet" not in text
+    assert pd.isna(ablation_table(records).loc["allow_layer_collapse=True", "change"])
+    figure = ablation_plot(records.assign(dataset="cifar10", data="cifar10-jpeg.tar.gz (JPEG re-encoding of CIFAR-10)"))
+    assert [tick.get_text() for tick in figure.axes[0].get_yticklabels()] == ["guide_epochs=0 (teacher-guided (ours), 90%)"]  # no bar without a change
 
 
 def test_ablation_text_without_reference_or_planned_variants(tmp_path: Path):

@@ -200,7 +200,8 @@ def accuracy_vs_sparsity(records: pd.DataFrame) -> plt.Figure:
 
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
     """Each variant beside the main-comparison run of the same method and sparsity: retrained
-    accuracy (%) and its difference (percentage points), seeds averaged."""
+    accuracy (%) and its difference (percentage points), seeds averaged; `reference` and `change`
+    are NaN where that run has not finished (it failed, or has not run yet)."""
     keys = ["method", "sparsity"]
     reference = main_comparison(records).groupby(keys)["acc_retrained"].mean().rename("reference")
     variants = _variant_accuracy(records).reset_index()
@@ -287,7 +288,9 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
     planned = list(dict.fromkeys((variant_name(changes), label(config.method), config.sparsity) for changes, config in switched if changes))
     if not planned:
         return "This profile runs no ablations."
-    table = ablation_table(records).dropna(subset=["reference"])
+    every_variant = ablation_table(records)
+    table = every_variant.dropna(subset=["reference"])
+    unreferenced = every_variant[every_variant["reference"].isna()]
     if table.empty:
         return f"No ablation has finished beside its reference run yet ({len(planned)} planned)."
     cells = Counter((method, sparsity) for _, method, sparsity in planned)
@@ -312,8 +315,11 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
             f"{row.switch} alongside {named(row.alongside, row.method, row.sparsity)} {_change_phrase(row)}" for row in split.itertuples()
         ]
         text += f" Switch by switch, against the variant that sets the others only: {_and_list(parts)}."
+    if not unreferenced.empty:
+        alone = [f"{named(variant, row.method, row.sparsity)} {row.accuracy:.1f} %" for variant, row in unreferenced.iterrows()]
+        text += f" Without a finished main-comparison run to compare with (it failed or has not run): {_and_list(alone)}."
     text += _same_switches_sentence(records)
-    finished = set(zip(table.index, table["method"], table["sparsity"]))
+    finished = set(zip(every_variant.index, every_variant["method"], every_variant["sparsity"]))
     missing = [named(*cell) for cell in planned if cell not in finished]
     if missing:
         text += f" Not run yet: {_and_list(missing)}."
@@ -352,12 +358,13 @@ def _seed_spread_sentence(records: pd.DataFrame, table: pd.DataFrame) -> str:
 
 
 def ablation_plot(records: pd.DataFrame) -> plt.Figure:
-    """Change in retrained accuracy (percentage points) of each variant against its reference."""
-    table = ablation_table(records).reset_index()
+    """Change in retrained accuracy (percentage points) of each variant against its reference
+    (variants whose reference run has not finished are left out: they have no change)."""
+    table = ablation_table(records).dropna(subset=["reference"]).reset_index()
     if table.empty:
         figure, axes = plt.subplots(figsize=(6, 1))
         axes.axis("off")
-        axes.text(0.5, 0.5, "no ablation runs in this profile", ha="center", va="center")
+        axes.text(0.5, 0.5, "no ablation has finished beside its reference run", ha="center", va="center")
         return figure
     table["name"] = table["variant"] + " (" + table["method"] + ", " + table["sparsity"].map("{:.0%}".format) + ")"
     figure, axes = plt.subplots(figsize=(7, max(2.5, 0.35 * len(table))))
