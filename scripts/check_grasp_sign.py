@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from pathlib import Path
 
 import torch
 
@@ -49,11 +50,14 @@ def main() -> None:
     for sparsity in arguments.sparsity:
         if not 0 < sparsity < 1:
             raise SystemExit(f"--sparsity {sparsity} is not a fraction in (0, 1): 0.9 removes 90 % of the weights")
+    if not Path(arguments.checkpoint).is_file():
+        raise SystemExit(f"no checkpoint at {arguments.checkpoint}: pass a runs/<profile>/checkpoints/student-<key>.pt that a batch wrote")
+    state = torch.load(arguments.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     spec = data.dataset_spec(arguments.dataset)
     train = data.load_dataset(arguments.dataset, "train", arguments.data_root)
     test = data.load_dataset(arguments.dataset, "test", arguments.data_root)
     student = build_model(arguments.arch, train.num_classes).to(memory_format=torch.channels_last)
-    student.load_state_dict(torch.load(arguments.checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    student.load_state_dict(state)
     test_batches = data.TensorLoader(test, 256, spec.mean, spec.std, train=False)
     train_batches = data.TensorLoader(train, 128, spec.mean, spec.std, train=True, pad=spec.pad)
     print(f"dense student: {evaluate(student, test_batches):.4f}")
