@@ -36,8 +36,8 @@ def fresh_net() -> TinyNet:
 
 
 def kill_after(epoch: int):
-    def on_epoch_end(finished: int, model: torch.nn.Module) -> None:
-        if finished == epoch:
+    def on_epoch_end(finished: dict, model: torch.nn.Module) -> None:
+        if finished["epoch"] == epoch:
             raise Killed
 
     return on_epoch_end

@@ -15,6 +15,7 @@ from tkdlib.data import DATASET_NAMES
 from tkdlib.masks import Mask
 from tkdlib.models import ARCHITECTURES
 from tkdlib.profile import available_profiles, load_profile
+from tkdlib.reproducibility import CheckpointNotReproducedError
 from tkdlib.runtime import PRECISIONS, Runtime, distributed, rank
 
 PRUNE_EXAMPLE = """\
@@ -231,10 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "report":
         return _report(args)
-    failures = run_batch(
-        args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,
-        notebooks=not args.no_notebooks, examples=args.examples, run_cells=not args.summaries_only,
-    )
+    try:
+        failures = run_batch(
+            args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,
+            notebooks=not args.no_notebooks, examples=args.examples, run_cells=not args.summaries_only,
+        )
+    except CheckpointNotReproducedError as error:
+        print(f"error: the batch stopped. {error}", file=sys.stderr)
+        return 1
     return 1 if failures else 0
 
 

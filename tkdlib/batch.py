@@ -5,7 +5,9 @@ a cell whose record exists is skipped, so a batch that was stopped resumes where
 the cells, the summary notebooks (`SUMMARY_NOTEBOOKS`) are executed into
 ``book/generated/<profile>/`` for the book. A job array splits a profile with shards
 (``--shard I/N``): each job runs every N-th cell, then the summary notebooks over whatever
-records exist so far.
+records exist so far. A cell stopped by `CheckpointNotReproducedError` (this machine cannot
+repeat the training the finished records were made with) stops the whole batch: every later cell
+would train the same checkpoint again and stop the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tqdm import tqdm
 from tkdlib.io import atomic_write
 from tkdlib.experiment import Config, load_record, run, run_dir
 from tkdlib.profile import Profile, load_profile
+from tkdlib.reproducibility import CheckpointNotReproducedError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -200,10 +203,16 @@ def run_batch(
 
 
 def _attempt(label: str, output: Path, work: Callable[..., object], *arguments: object) -> list[str]:
-    """Call `work(*arguments)`; on failure return one line saying where to look (`output`), instead of raising."""
+    """Call `work(*arguments)`; on failure return one line saying where to look (`output`), instead
+    of raising, except for `CheckpointNotReproducedError`, raised again (also when papermill reports
+    it from the notebook's kernel) to stop the batch."""
     try:
         work(*arguments)
+    except CheckpointNotReproducedError:
+        raise
     except Exception as error:  # papermill's errors carry the failing cell; the executed notebook keeps it
+        if getattr(error, "ename", None) == CheckpointNotReproducedError.__name__:
+            raise CheckpointNotReproducedError(f"{label}: {getattr(error, 'evalue', '')} (see {output})") from None
         last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         return [f"{label}: {last_line} (see {output})"]
     return []

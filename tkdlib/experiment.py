@@ -40,6 +40,7 @@ from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
+from tkdlib.reproducibility import CheckpointNotReproducedError, RecordedTraining
 from tkdlib.runtime import Runtime, barrier, cpu_model, rank, save_shared, tune_for, world_size
 from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
@@ -184,25 +185,45 @@ class _Checkpoints:
         self, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...], partial: Path | None = None
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         """Train `arch` from initialization `seed`; with `partial`, keep the training state there
-        after every epoch and resume from it (a killed teacher training loses one epoch at most)."""
+        after every epoch and resume from it (a killed teacher training loses one epoch at most).
+        Stops with `CheckpointNotReproducedError` at the first epoch whose loss differs from the
+        one the finished records of the out_dir kept for this checkpoint (`RecordedTraining`)."""
         model = self.build(arch, seed)
+        recorded = RecordedTraining.find(_finished_records(self.folder.parent), self.config, phase, self.folder.parent)
 
-        def keep_snapshot(epoch: int, trained: nn.Module) -> None:
-            if epoch in snapshots:
-                save_shared(self.snapshot_path(epoch), trained.state_dict())
+        def after_epoch(entry: dict[str, Any], trained: nn.Module) -> None:
+            if recorded is not None:
+                recorded.check(entry, cpu_model())
+            if entry["epoch"] in snapshots:
+                save_shared(self.snapshot_path(entry["epoch"]), trained.state_dict())
 
-        keep_snapshot(0, model)
+        if 0 in snapshots:
+            save_shared(self.snapshot_path(0), model.state_dict())
         meter = ComputeMeter(forward_flops(model, self.data.input_shape), processes=world_size())
         meter.watch(model)
         schedule = Schedule(epochs, self.config.lr, weight_decay=self.config.weight_decay)
         epoch_state = EpochState.metered(partial, meter) if partial else None
         with meter.phase(phase) as cost:
             history = fit(
-                model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=keep_snapshot,
+                model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=after_epoch,
                 runtime=self.runtime, epoch_state=epoch_state,
             )
         meter.remove()
         return model, cost, history
+
+
+def _finished_records(out_dir: Path) -> list[dict[str, Any]]:
+    """Every finished record directly under `out_dir`, read quietly (`load_record` is for one run
+    that is about to be redone; here an unreadable record is simply not evidence)."""
+    records = []
+    for path in sorted(out_dir.glob(f"*/{RECORD_NAME}")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and record.get("status") == "finished" and _REQUIRED_KEYS <= set(record):
+            records.append(record)
+    return records
 
 
 def _code_commit() -> str | None:
@@ -246,7 +267,9 @@ def run(
     the last finished epoch of the phase it was in (states under ``<run>/partial/``); its
     ``seconds.total`` then counts this process only and ``seconds.resumed`` is true, while
     ``compute`` counts every epoch once (a scoring pass repeated on resuming, in the iterative
-    variants, is counted again).
+    variants, is counted again). A lost teacher or dense-student checkpoint is trained again;
+    when it does not reproduce the one the out_dir's finished records used (another kind of
+    processor), `CheckpointNotReproducedError` stops the run after that epoch, with no record.
     """
     runtime = (runtime or Runtime()).resolved()
     directory = run_dir(config, out_dir)
@@ -263,6 +286,8 @@ def run(
         write_json(directory / "config.json", config.to_dict())
     try:
         record = _execute(config, data, directory, Path(out_dir) / "checkpoints", runtime, progress)
+    except CheckpointNotReproducedError:
+        raise  # not this run's failure but the machine's: the run has not happened, and stays to do
     except Exception as error:
         if writes:
             write_json(directory / RECORD_NAME, {

@@ -225,7 +225,7 @@ def fit(
     eval_batches: Batches | None = None,
     phase: str = "train",
     progress: bool = False,
-    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+    on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
     runtime: Runtime = CPU,
     epoch_state: EpochState | None = None,
 ) -> list[dict[str, Any]]:
@@ -233,7 +233,8 @@ def fit(
 
     `train_batches` must be re-iterable (one pass per epoch) and have a length. With `mask`, the
     pruned weights are zeroed before training and stay exactly zero throughout. `on_epoch_end`
-    is called with (epoch, model) after each epoch, epochs counted from 1. `runtime` (resolved)
+    is called after each epoch with its history entry (``epoch`` counted from 1, ``loss``, ...)
+    and the model. `runtime` (resolved)
     sets the precision and, under a process group, trains through DistributedDataParallel. With
     `epoch_state`, training resumes from the state saved there and saves it after every epoch.
     """
@@ -265,7 +266,7 @@ def fit(
             accuracy = evaluate(model, eval_batches) if eval_batches is not None else None
             history.append({"epoch": epoch + 1, "loss": loss, "test_accuracy": accuracy, "seconds": seconds})
             if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, model)
+                on_epoch_end(history[-1], model)
             if epoch_state is not None:  # after the callback, so a resumed training never skips it
                 epoch_state.save(model, optimizer, scheduler, scaler, history)
     finally:
