@@ -12,6 +12,7 @@ from tkdlib.batch import cells, run_batch
 from tkdlib.config import Config
 from tkdlib.experiment import RECORD_NAME, load_record
 from tkdlib.profile import load_profile
+from tkdlib import reproducibility
 from tkdlib.reproducibility import CheckpointNotReproducedError, RecordedTraining
 
 from conftest import TINY_RUN
@@ -24,7 +25,8 @@ def record_of(config: Config, dense_losses: list[float], processor: str | None =
     return {"config": config.to_dict(), "history": {"teacher": [], "dense": history}, "environment": {"cpu_model": processor}}
 
 
-def test_recorded_training_checks_each_epoch_against_the_records_of_the_same_checkpoint(tmp_path: Path):
+def test_recorded_training_checks_each_epoch_against_the_records_of_the_same_checkpoint(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(reproducibility, "cpu_model", lambda: "CPU B")
     config = Config(**TINY_RUN)
     same_student = Config(**{**TINY_RUN, "method": "magnitude", "sparsity": 0.9})  # another run, same dense student
     other_seed = Config(**{**TINY_RUN, "seed": 1})
@@ -34,12 +36,12 @@ def test_recorded_training_checks_each_epoch_against_the_records_of_the_same_che
     assert recorded is not None and recorded.runs == 2
     assert recorded.processors == ("CPU A", "an unrecorded processor")
     for epoch, loss in enumerate(LOSSES, start=1):
-        recorded.check({"epoch": epoch, "loss": loss}, "CPU B")
-    recorded.check({"epoch": 4, "loss": 123.0}, "CPU B")  # longer than the records: nothing to compare with
+        recorded.check({"epoch": epoch, "loss": loss})
+    recorded.check({"epoch": 4, "loss": 123.0})  # longer than the records: nothing to compare with
     with pytest.raises(CheckpointNotReproducedError, match=r"dense student .* epoch 2 ends at training loss 1\.000001 here, 1\.000000"):
-        recorded.check({"epoch": 2, "loss": 1.000001}, "CPU B")
+        recorded.check({"epoch": 2, "loss": 1.000001})
     with pytest.raises(CheckpointNotReproducedError, match=r"ran on CPU A, an unrecorded processor; this machine: CPU B"):
-        recorded.check({"epoch": 1, "loss": 1.4}, "CPU B")
+        recorded.check({"epoch": 1, "loss": 1.4})
     # No record trained this teacher (the histories hold none), and none used seed 2's student.
     assert RecordedTraining.find(records, config, "teacher", tmp_path) is None
     assert RecordedTraining.find(records, Config(**{**TINY_RUN, "seed": 2}), "dense", tmp_path) is None

@@ -193,7 +193,7 @@ class _Checkpoints:
 
         def after_epoch(entry: dict[str, Any], trained: nn.Module) -> None:
             if recorded is not None:
-                recorded.check(entry, cpu_model())
+                recorded.check(entry)
             if entry["epoch"] in snapshots:
                 save_shared(self.snapshot_path(entry["epoch"]), trained.state_dict())
 
@@ -213,17 +213,9 @@ class _Checkpoints:
 
 
 def _finished_records(out_dir: Path) -> list[dict[str, Any]]:
-    """Every finished record directly under `out_dir`, read quietly (`load_record` is for one run
-    that is about to be redone; here an unreadable record is simply not evidence)."""
-    records = []
-    for path in sorted(out_dir.glob(f"*/{RECORD_NAME}")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(record, dict) and record.get("status") == "finished" and _REQUIRED_KEYS <= set(record):
-            records.append(record)
-    return records
+    """Every finished record directly under `out_dir` (`load_record` of each run folder)."""
+    records = [load_record(path.parent) for path in sorted(out_dir.glob(f"*/{RECORD_NAME}"))]
+    return [record for record in records if record is not None]
 
 
 def _code_commit() -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tkdlib.config import STUDENT_FIELDS, TEACHER_FIELDS, Config
+from tkdlib.runtime import cpu_model
 
 __all__ = ["CheckpointNotReproducedError", "RecordedTraining"]
 
@@ -58,10 +59,11 @@ class RecordedTraining:
         processors = sorted({record["environment"].get("cpu_model") or "an unrecorded processor" for record in matching})
         return cls(phase, matching[0]["history"][phase], tuple(processors), len(matching), out_dir)
 
-    def check(self, entry: dict[str, Any], here: str) -> None:
+    def check(self, entry: dict[str, Any]) -> None:
         """Raise `CheckpointNotReproducedError` when `entry` (one epoch of the training running
-        now: ``epoch`` from 1, ``loss``) differs from the recorded epoch; `here` names this
-        machine's processor. Losses must be equal exactly: a reproduced training is bit for bit."""
+        now: ``epoch`` from 1, ``loss``) differs from the recorded epoch; the message names this
+        machine's processor (`cpu_model`). Losses must be equal exactly: a reproduced training is
+        bit for bit."""
         epoch = entry["epoch"]
         if epoch > len(self.history) or entry["loss"] == self.history[epoch - 1]["loss"]:
             return
@@ -70,7 +72,7 @@ class RecordedTraining:
             f"The {what} trained here does not reproduce the one that {self.runs} finished run record(s) in "
             f"{self.out_dir} were made with: its epoch {epoch} ends at training loss {entry['loss']:.6f} here, "
             f"{self.history[epoch - 1]['loss']:.6f} in those records (they ran on {', '.join(self.processors)}; this "
-            f"machine: {here}). Training repeats bit for bit only on the same kind of processor, so runs made from "
+            f"machine: {cpu_model()}). Training repeats bit for bit only on the same kind of processor, so runs made from "
             "this checkpoint would not be one comparison with those records. Run on the kind of machine that made "
             "them (or restore their checkpoints folder), give the new runs another seed, or move those records out "
             "of the out_dir to start over."
