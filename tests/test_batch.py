@@ -106,6 +106,19 @@ def test_dry_run_lists_only_the_shard(tmp_path, capsys):
     assert [line.split()[-2] for line in capsys.readouterr().out.splitlines()[1:]] == ["s=0.3"]
 
 
+def test_only_that_selects_no_cell_is_an_error_before_any_work(tmp_path, capsys):
+    profile = tmp_path / "five.toml"
+    profile.write_text(FIVE_CELLS)
+    out_dir = tmp_path / "runs"
+    assert main(["batch", "--profile", str(profile), "--out-dir", str(out_dir), "--only", "s=0.9"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --only 's=0.9' selects no cell of five" in err
+    assert f"--profile {profile.resolve()} --dry-run" in err
+    assert not out_dir.exists()
+    assert main(["batch", "--profile", "no-such-profile", "--out-dir", str(out_dir)]) == 2
+    assert "Unknown profile 'no-such-profile'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [("0/3", "shard 0/3 does not exist"), ("4/3", "shard 4/3 does not exist"), ("3", "shard '3' is not of the form I/N")],

@@ -237,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,
             notebooks=not args.no_notebooks, examples=args.examples, run_cells=not args.summaries_only,
         )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except CheckpointNotReproducedError as error:
         print(f"error: the batch stopped. {error}", file=sys.stderr)
         return 1

@@ -165,12 +165,19 @@ def run_batch(
     example notebooks (`EXAMPLE_NOTEBOOKS`) are also executed into `book_dir`, once. With
     `run_cells` false no cell runs: only the summary notebooks are executed over the records that
     exist (how the book renders a profile whose missing cells need data or hours it does not have).
+    A profile that does not load, or an `only` that selects no cell, raises `ValueError` before
+    any work.
     """
     if not (run_cells or notebooks):
         raise ValueError("with neither cells nor notebooks there is nothing to do: drop --summaries-only or --no-notebooks")
     profile = load_profile(profile_name)
     root = Path(out_dir or profile.out_dir).resolve()
     todo = cells(profile, root, only)
+    if only is not None and not todo:
+        raise ValueError(
+            f"--only {only!r} selects no cell of {profile.name}: "
+            f"list the cell labels with python -m tkdlib batch --profile {profile.reference} --dry-run"
+        )
     if shard_of is not None:
         selected = len(todo)
         todo = shard(todo, *shard_of)
