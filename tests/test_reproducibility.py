@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tkdlib import reproducibility
 from tkdlib.batch import cells, run_batch
 from tkdlib.config import Config
 from tkdlib.experiment import RECORD_NAME, load_record
 from tkdlib.profile import load_profile
-from tkdlib import reproducibility
 from tkdlib.reproducibility import CheckpointNotReproducedError, RecordedTraining
 
 from conftest import TINY_RUN
