@@ -15,6 +15,7 @@ from tkdlib.report import (
     ablation_plot,
     ablation_table,
     ablation_text,
+    by_sparsity_text,
     comparison_sparsity,
     efficiency_table,
     failed_runs,
@@ -154,6 +155,22 @@ def test_results_table_gives_mean_and_std_over_seeds_where_several_ran():
     table = results_table(records)
     assert table.loc["teacher-guided (ours)", "90% sparse"] == "79.00 ± 1.41"  # std of 80 and 78
     assert table.loc["magnitude", "90% sparse"] == "82.00"
+
+
+def test_by_sparsity_text_names_the_best_method_and_ours_at_each_sparsity():
+    records = _records([
+        ("teacher_guided", 0.5, 0.83), ("magnitude", 0.5, 0.82),
+        ("teacher_guided", 0.9, 0.75), ("magnitude", 0.9, 0.79), ("snip", 0.9, 0.76),
+        ("magnitude", 0.98, 0.56), ("epsd", 0.98, 0.62),
+    ])
+    text = by_sparsity_text(records)
+    assert text.startswith("At 50 % sparsity, teacher-guided (ours) is the most accurate of the 2 methods finished (83.0 %), 1.0 points ahead of magnitude.")
+    assert "At 90 % sparsity, magnitude is the most accurate of the 3 methods finished (79.0 %); teacher-guided pruning ranks 3 with 75.0 %, 4.0 points behind." in text
+    assert text.endswith("(62.0 %); teacher-guided pruning has not finished there.")
+    failed = pd.DataFrame([{"method": "teacher_guided", "sparsity": 0.98, "seed": 0, "variant": "", "error": "LayerCollapseError"}])
+    assert by_sparsity_text(records, failed).endswith("(62.0 %); teacher-guided pruning failed there.")
+    close = _records([("teacher_guided", 0.5, 0.8292), ("ce_gradient", 0.5, 0.8294)])
+    assert by_sparsity_text(close).endswith("teacher-guided pruning ranks 2 with 82.9 %, 0.02 points behind.")
 
 
 def _ablation_profile(tmp_path: Path) -> Profile:

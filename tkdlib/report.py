@@ -183,6 +183,34 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
     return table
 
 
+def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> str:
+    """The main comparison in words, one sentence per sparsity (plain text): the most accurate
+    method there (retrained accuracy, seeds averaged) and where teacher-guided pruning ranks and
+    by how many percentage points it trails or leads, or that its run failed there (`failed`:
+    `failed_runs` with the profile) or has not finished."""
+    accuracy = main_comparison(records).groupby(["sparsity", "method"])["acc_retrained"].mean() * 100
+    failed_ours = set() if failed is None else set(failed.loc[(failed["variant"] == "") & (failed["method"] == OURS), "sparsity"])
+    sentences = []
+    for sparsity, by_method in accuracy.groupby(level="sparsity"):
+        ranked = by_method.droplevel("sparsity").sort_values(ascending=False)
+        best = ranked.index[0]
+        text = f"At {sparsity * 100:.0f} % sparsity, {label(best)} is the most accurate of the {len(ranked)} methods finished ({ranked[best]:.1f} %)"
+        if best == OURS and len(ranked) > 1:
+            text += f", {_points(ranked.iloc[0] - ranked.iloc[1])} points ahead of {label(ranked.index[1])}"
+        elif OURS in ranked:
+            rank = list(ranked.index).index(OURS) + 1
+            text += f"; teacher-guided pruning ranks {rank} with {ranked[OURS]:.1f} %, {_points(ranked[best] - ranked[OURS])} points behind"
+        else:
+            text += f"; teacher-guided pruning {'failed' if sparsity in failed_ours else 'has not finished'} there"
+        sentences.append(text + ".")
+    return " ".join(sentences)
+
+
+def _points(gap: float) -> str:
+    """A gap in percentage points to one decimal, or to two where one would round it to 0.0."""
+    return f"{gap:.1f}" if gap >= 0.05 else f"{gap:.2f}"
+
+
 def accuracy_vs_sparsity(records: pd.DataFrame) -> plt.Figure:
     """Retrained test accuracy against sparsity, one line per method (mean over seeds, band =
     spread), the dense student dashed."""
