@@ -171,6 +171,8 @@ def test_by_sparsity_text_names_the_best_method_and_ours_at_each_sparsity():
     assert by_sparsity_text(records, failed).endswith("(62.0 %); teacher-guided pruning failed there.")
     close = _records([("teacher_guided", 0.5, 0.8292), ("ce_gradient", 0.5, 0.8294)])
     assert by_sparsity_text(close).endswith("teacher-guided pruning ranks 2 with 82.9 %, 0.02 points behind.")
+    assert by_sparsity_text(_records([("teacher_guided", 0.9, 0.75)])) == "At 90 % sparsity, only teacher-guided (ours) has finished (75.0 %)."
+    assert by_sparsity_text(_records([("magnitude", 0.98, 0.56)]), failed) == "At 98 % sparsity, only magnitude has finished (56.0 %); teacher-guided pruning failed there."
 
 
 def _ablation_profile(tmp_path: Path) -> Profile:

@@ -193,10 +193,14 @@ def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) 
     sentences = []
     for sparsity, by_method in accuracy.groupby(level="sparsity"):
         ranked = by_method.droplevel("sparsity").sort_values(ascending=False)
-        best = ranked.index[0]
-        text = f"At {sparsity * 100:.0f} % sparsity, {label(best)} is the most accurate of the {len(ranked)} methods finished ({ranked[best]:.1f} %)"
-        if best == OURS and len(ranked) > 1:
-            text += f", {_points(ranked.iloc[0] - ranked.iloc[1])} points ahead of {label(ranked.index[1])}"
+        best, at = ranked.index[0], f"At {sparsity * 100:.0f} % sparsity"
+        if len(ranked) == 1:
+            text = f"{at}, only {label(best)} has finished ({ranked[best]:.1f} %)"
+        else:
+            text = f"{at}, {label(best)} is the most accurate of the {len(ranked)} methods finished ({ranked[best]:.1f} %)"
+        if best == OURS:
+            if len(ranked) > 1:
+                text += f", {_points(ranked.iloc[0] - ranked.iloc[1])} points ahead of {label(ranked.index[1])}"
         elif OURS in ranked:
             rank = list(ranked.index).index(OURS) + 1
             text += f"; teacher-guided pruning ranks {rank} with {ranked[OURS]:.1f} %, {_points(ranked[best] - ranked[OURS])} points behind"
