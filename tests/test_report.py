@@ -173,6 +173,16 @@ def test_by_sparsity_text_names_the_best_method_and_ours_at_each_sparsity():
     assert by_sparsity_text(close).endswith("teacher-guided pruning ranks 2 with 82.9 %, 0.02 points behind.")
     assert by_sparsity_text(_records([("teacher_guided", 0.9, 0.75)])) == "At 90 % sparsity, only teacher-guided (ours) has finished (75.0 %)."
     assert by_sparsity_text(_records([("magnitude", 0.98, 0.56)]), failed) == "At 98 % sparsity, only magnitude has finished (56.0 %); teacher-guided pruning failed there."
+    seeds = pd.concat([_records([("teacher_guided", 0.9, 0.75), ("magnitude", 0.9, 0.79)]).assign(seed=seed) for seed in (0, 1)])
+    uneven = pd.concat([seeds, _records([("imp", 0.9, 0.80)])])
+    assert by_sparsity_text(uneven) == (
+        "At 90 % sparsity, IMP (iterative, rewinding) is the most accurate of the 3 methods finished (80.0 % on 1 seed); "
+        "teacher-guided pruning ranks 3 with 75.0 % over 2 seeds, 5.0 points behind."
+    )
+    assert "seed" not in by_sparsity_text(seeds)
+    tie = _records([("magnitude", 0.9, 0.79), ("teacher_guided", 0.9, 0.79), ("snip", 0.9, 0.70)])
+    for order in (tie, tie.iloc[::-1]):
+        assert by_sparsity_text(order).endswith("(79.0 %); teacher-guided pruning ties it.")
 
 
 def _ablation_profile(tmp_path: Path) -> Profile:

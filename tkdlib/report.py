@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -187,27 +188,49 @@ def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) 
     """The main comparison in words, one sentence per sparsity (plain text): the most accurate
     method there (retrained accuracy, seeds averaged) and where teacher-guided pruning ranks and
     by how many percentage points it trails or leads, or that its run failed there (`failed`:
-    `failed_runs` with the profile) or has not finished."""
-    accuracy = main_comparison(records).groupby(["sparsity", "method"])["acc_retrained"].mean() * 100
+    `failed_runs` with the profile) or has not finished. Where the methods there ran different
+    numbers of seeds, each quoted accuracy says how many it averages."""
+    grouped = main_comparison(records).groupby(["sparsity", "method"])
+    accuracy, seeds = grouped["acc_retrained"].mean() * 100, grouped["seed"].nunique()
     failed_ours = set() if failed is None else set(failed.loc[(failed["variant"] == "") & (failed["method"] == OURS), "sparsity"])
     sentences = []
     for sparsity, by_method in accuracy.groupby(level="sparsity"):
         ranked = by_method.droplevel("sparsity").sort_values(ascending=False)
-        best, at = ranked.index[0], f"At {sparsity * 100:.0f} % sparsity"
+        seeds_here = seeds.loc[sparsity]
+        quoted = partial(_quoted, ranked, seeds_here if seeds_here.nunique() > 1 else None)
+        leaders = [method for method in ranked.index if ranked[method] == ranked.iloc[0]]
+        best = next((method for method in leaders if method != OURS), OURS)  # ours leads only alone
+        at = f"At {sparsity * 100:.0f} % sparsity"
         if len(ranked) == 1:
-            text = f"{at}, only {label(best)} has finished ({ranked[best]:.1f} %)"
+            text = f"{at}, only {label(best)} has finished ({quoted(best)})"
         else:
-            text = f"{at}, {label(best)} is the most accurate of the {len(ranked)} methods finished ({ranked[best]:.1f} %)"
+            text = f"{at}, {label(best)} is the most accurate of the {len(ranked)} methods finished ({quoted(best)})"
         if best == OURS:
             if len(ranked) > 1:
                 text += f", {_points(ranked.iloc[0] - ranked.iloc[1])} points ahead of {label(ranked.index[1])}"
+        elif OURS in ranked and ranked[OURS] == ranked[best]:
+            text += "; teacher-guided pruning ties it"
         elif OURS in ranked:
-            rank = list(ranked.index).index(OURS) + 1
-            text += f"; teacher-guided pruning ranks {rank} with {ranked[OURS]:.1f} %, {_points(ranked[best] - ranked[OURS])} points behind"
+            text += f"; teacher-guided pruning ranks {_rank(ranked, OURS)} with {quoted(OURS)}, {_points(ranked[best] - ranked[OURS])} points behind"
         else:
             text += f"; teacher-guided pruning {'failed' if sparsity in failed_ours else 'has not finished'} there"
         sentences.append(text + ".")
     return " ".join(sentences)
+
+
+def _quoted(accuracy: pd.Series, seeds: pd.Series | None, method: str) -> str:
+    """`method`'s accuracy (%) from `accuracy`, followed by how many seeds it averages where
+    `seeds` (seed count per method) is given."""
+    text = f"{accuracy[method]:.1f} %"
+    if seeds is None:
+        return text
+    count = int(seeds[method])
+    return f"{text} over {count} seeds" if count > 1 else f"{text} on 1 seed"
+
+
+def _rank(accuracy: pd.Series, method: str) -> int:
+    """`method`'s place (1 = most accurate) in `accuracy` (one value per method)."""
+    return int((accuracy > accuracy[method]).sum()) + 1
 
 
 def _points(gap: float) -> str:
@@ -556,10 +579,10 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         **{f"spread_{method}": float(points) for method, points in spread.items()},
     }
     if OURS in by_method.index and len(by_method) > 1:
-        ranked = by_method["acc_retrained"].sort_values(ascending=False)
-        numbers["methods_compared"] = len(ranked)
-        numbers["ours_rank"] = int(list(ranked.index).index(OURS)) + 1
-        numbers["gap_to_best_other"] = float((ranked[OURS] - ranked.drop(OURS).max()) * 100)
+        accuracy = by_method["acc_retrained"]
+        numbers["methods_compared"] = len(accuracy)
+        numbers["ours_rank"] = _rank(accuracy, OURS)
+        numbers["gap_to_best_other"] = float((accuracy[OURS] - accuracy.drop(OURS).max()) * 100)
         ratios = _cost_over_ours(by_method).drop(OURS)
         for column, quantity in (("total_images", "images_vs_ours"), ("total_flops", "flops_vs_ours")):
             numbers.update({f"{quantity}_{m}": float(ratio) for m, ratio in ratios[column].items()})
