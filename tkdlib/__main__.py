@@ -214,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar="I/N",
         help="run only shard I of N (1 <= I <= N) of the selected cells, for job arrays: cell k of the stable order goes to shard k mod N + 1",
     )
-    batch.add_argument("--dry-run", action="store_true", help="list the cells (of the shard) and whether each is done")
+    batch.add_argument(
+        "--dry-run", action="store_true",
+        help="list the cells (of the shard): done, todo, or elsewhere (their checkpoint must be trained again and only another kind of machine repeats it)",
+    )
     what_runs = batch.add_mutually_exclusive_group()
     what_runs.add_argument(
         "--no-notebooks", action="store_true", help="run the cells directly, without papermill or summary notebooks (same records)"

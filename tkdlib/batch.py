@@ -23,9 +23,11 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from tkdlib.io import atomic_write
-from tkdlib.experiment import Config, load_record, run, run_dir
+from tkdlib.experiment import Config, finished_records, load_record, run, run_dir
+from tkdlib.machine import this_machine
 from tkdlib.profile import Profile, load_profile
-from tkdlib.reproducibility import CheckpointNotReproducedError
+from tkdlib.reproducibility import CheckpointNotReproducedError, needs_another_machine
+from tkdlib.runtime import Runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -62,6 +64,21 @@ def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None 
     root = Path(out_dir or profile.out_dir)
     found = [Cell(config, run_dir(config, root), profile.changes(config)) for config in profile.configs()]
     return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
+
+
+def _print_cells(selected: list[Cell], root: Path) -> None:
+    """One line per cell: ``done``, ``todo``, or ``elsewhere`` for a todo cell this machine cannot
+    run (its teacher or dense student must be trained again, and every record that used it ran on
+    another kind of machine: `tkdlib.reproducibility.needs_another_machine`); then why, once."""
+    records = finished_records(root)
+    here = this_machine(Runtime().resolved().describe()["device"])
+    reasons = {cell.directory: needs_another_machine(cell.config, root, records, here) for cell in selected if not cell.done}
+    for cell in selected:
+        status = "done" if cell.done else "todo" if reasons[cell.directory] is None else "elsewhere"
+        print(f"{status:9} {cell.directory.name}  {cell.label()}")
+    elsewhere = [reason for reason in reasons.values() if reason is not None]
+    if elsewhere:
+        print(f"{len(elsewhere)} cell(s) elsewhere, for instance: {elsewhere[0]}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -183,8 +200,7 @@ def run_batch(
         todo = shard(todo, *shard_of)
         print(f"shard {shard_of[0]}/{shard_of[1]}: {len(todo)} of {selected} cells")
     if dry_run:
-        for cell in todo:
-            print(f"{'done' if cell.done else 'todo'}  {cell.directory.name}  {cell.label()}")
+        _print_cells(todo, root)
         return 0
     failures: list[str] = []
     for cell in tqdm(todo if run_cells else [], desc=f"batch {profile.name}", unit="run"):

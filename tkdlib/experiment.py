@@ -34,17 +34,18 @@ from torch import nn
 
 from tkdlib import data as datasets
 from tkdlib.compute import ComputeMeter, PhaseCost, forward_flops
-from tkdlib.config import PRUNED_FIELDS, SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
+from tkdlib.config import PRUNED_FIELDS, SELF_TEACHER, Config
 from tkdlib.io import load_checkpoint, save_torch, write_json
 from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
-from tkdlib.reproducibility import CheckpointNotReproducedError, RecordedTraining
-from tkdlib.runtime import Runtime, barrier, cpu_model, rank, save_shared, tune_for, world_size
+from tkdlib.machine import cpu_identity, this_machine
+from tkdlib.reproducibility import CheckpointNotReproducedError, RecordedTraining, checkpoint_path
+from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
 from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
-__all__ = ["Config", "RECORD_NAME", "load_record", "run", "run_dir"]
+__all__ = ["Config", "RECORD_NAME", "finished_records", "load_record", "run", "run_dir"]
 
 RECORD_NAME = "record.json"
 PARTIAL_DIR = "partial"  # per-epoch training states of an unfinished run (removed once it finishes)
@@ -135,15 +136,14 @@ class _Checkpoints:
 
     def __init__(self, folder: Path, config: Config, data: _Data, runtime: Runtime, progress: bool) -> None:
         self.folder, self.config, self.data, self.runtime, self.progress = folder, config, data, runtime, progress
-        self.student_path = folder / f"student-{config.key(STUDENT_FIELDS)}.pt"
+        self.student_path = checkpoint_path(folder, config, "dense")
 
     def build(self, arch: str, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         return self.runtime.prepare(build_model(arch, self.data.train.num_classes))
 
     def teacher(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
-        path = self.folder / f"teacher-{self.config.key(TEACHER_FIELDS)}.pt"
-        return self._trained(path, self.config.teacher_arch, self.config.seed, "teacher", self.config.teacher_epochs)
+        return self._trained(checkpoint_path(self.folder, self.config, "teacher"), self.config.teacher_arch, self.config.seed, "teacher", self.config.teacher_epochs)
 
     def student(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         return self._trained(self.student_path, self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, SNAPSHOT_EPOCHS)
@@ -186,10 +186,14 @@ class _Checkpoints:
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         """Train `arch` from initialization `seed`; with `partial`, keep the training state there
         after every epoch and resume from it (a killed teacher training loses one epoch at most).
-        Stops with `CheckpointNotReproducedError` at the first epoch whose loss differs from the
-        one the finished records of the out_dir kept for this checkpoint (`RecordedTraining`)."""
+        Stops with `CheckpointNotReproducedError` before the first epoch when the finished records
+        of the out_dir that kept this checkpoint's training all ran on another kind of machine, else
+        at the first epoch whose loss differs from theirs (`RecordedTraining`)."""
+        here = this_machine(self.runtime.describe()["device"])
+        recorded = RecordedTraining.find(finished_records(self.folder.parent), self.config, phase, self.folder.parent, here)
+        if recorded is not None:
+            recorded.check_machine()
         model = self.build(arch, seed)
-        recorded = RecordedTraining.find(_finished_records(self.folder.parent), self.config, phase, self.folder.parent)
 
         def after_epoch(entry: dict[str, Any], trained: nn.Module) -> None:
             if recorded is not None:
@@ -212,7 +216,7 @@ class _Checkpoints:
         return model, cost, history
 
 
-def _finished_records(out_dir: Path) -> list[dict[str, Any]]:
+def finished_records(out_dir: Path) -> list[dict[str, Any]]:
     """Every finished record directly under `out_dir` (`load_record` of each run folder)."""
     records = [load_record(path.parent) for path in sorted(out_dir.glob(f"*/{RECORD_NAME}"))]
     return [record for record in records if record is not None]
@@ -318,8 +322,7 @@ def _environment(runtime: Runtime) -> dict[str, Any]:
         "python": platform.python_version(),
         **runtime.describe(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels torch runs: results differ across them
+        **cpu_identity(),  # model name, x86 family and model, the SIMD kernels torch runs: results differ across them
         "threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "code_commit": _code_commit(),
