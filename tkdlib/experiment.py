@@ -41,7 +41,7 @@ from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
 from tkdlib.machine import cpu_identity, this_machine
-from tkdlib.reproducibility import CheckpointNotReproducedError, RecordedTraining, checkpoint_path
+from tkdlib.reproducibility import CHECKPOINTS, CheckpointNotReproducedError, RecordedTraining, checkpoint_path
 from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
 from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
@@ -281,7 +281,7 @@ def run(
         _check_writable(directory)
         write_json(directory / "config.json", config.to_dict())
     try:
-        record = _execute(config, data, directory, Path(out_dir) / "checkpoints", runtime, progress)
+        record = _execute(config, data, directory, Path(out_dir) / CHECKPOINTS, runtime, progress)
     except CheckpointNotReproducedError:
         raise  # not this run's failure but the machine's: the run has not happened, and stays to do
     except Exception as error:

@@ -22,7 +22,7 @@ from typing import Any
 from tkdlib.config import SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
 from tkdlib.machine import describe, machine_kind, same_kind
 
-__all__ = ["CheckpointNotReproducedError", "RecordedTraining", "checkpoint_path", "needs_another_machine"]
+__all__ = ["CHECKPOINTS", "CheckpointNotReproducedError", "RecordedTraining", "checkpoint_path", "needs_another_machine"]
 
 WAY_ON = (
     "Training repeats bit for bit only on the same kind of processor, so runs made from this checkpoint would not "
@@ -31,26 +31,7 @@ WAY_ON = (
 )
 PHASES = {"teacher": TEACHER_FIELDS, "dense": STUDENT_FIELDS}  # shared-checkpoint phase → config fields that key it
 FILE_PREFIX = {"teacher": "teacher", "dense": "student"}
-
-
-def checkpoint_path(folder: Path, config: Config, phase: str) -> Path:
-    """Where the shared `phase` (``teacher`` or ``dense``) checkpoint that `config` uses is kept
-    in `folder` (an out_dir's ``checkpoints``)."""
-    return folder / f"{FILE_PREFIX[phase]}-{config.key(PHASES[phase])}.pt"
-
-
-def needs_another_machine(config: Config, out_dir: Path, records: list[dict[str, Any]], here: dict[str, str]) -> str | None:
-    """Why `config` cannot run in `out_dir` on a machine of kind `here` (the message of the
-    `CheckpointNotReproducedError` that would stop it before training), or None when it can or
-    only training can tell. `records`: the out_dir's finished records."""
-    phases = ("dense",) if config.teacher_arch == SELF_TEACHER else ("dense", "teacher")
-    for phase in phases:
-        if checkpoint_path(out_dir / "checkpoints", config, phase).is_file():
-            continue
-        recorded = RecordedTraining.find(records, config, phase, out_dir, here)
-        if recorded is not None and recorded.machine_mismatch() is not None:
-            return recorded.machine_mismatch()
-    return None
+CHECKPOINTS = "checkpoints"  # the folder of an out_dir that holds its shared checkpoints
 
 
 class CheckpointNotReproducedError(RuntimeError):
@@ -128,3 +109,24 @@ class RecordedTraining:
             f"{self.out_dir} were made with: its epoch {epoch} ends at training loss {entry['loss']:.6f} here, "
             f"{self.history[epoch - 1]['loss']:.6f} in those records ({self._ran_on()}). {WAY_ON}"
         )
+
+
+def checkpoint_path(folder: Path, config: Config, phase: str) -> Path:
+    """Where the shared `phase` (``teacher`` or ``dense``) checkpoint that `config` uses is kept
+    in `folder` (an out_dir's `CHECKPOINTS` folder)."""
+    return folder / f"{FILE_PREFIX[phase]}-{config.key(PHASES[phase])}.pt"
+
+
+def needs_another_machine(config: Config, out_dir: Path, records: list[dict[str, Any]], here: dict[str, str]) -> str | None:
+    """Why `config` cannot run in `out_dir` on a machine of kind `here` (the message of the
+    `CheckpointNotReproducedError` that would stop it before training), or None when it can or
+    only training can tell. `records`: the out_dir's finished records."""
+    phases = ("dense",) if config.teacher_arch == SELF_TEACHER else ("dense", "teacher")
+    for phase in phases:
+        if checkpoint_path(out_dir / CHECKPOINTS, config, phase).is_file():
+            continue
+        recorded = RecordedTraining.find(records, config, phase, out_dir, here)
+        mismatch = None if recorded is None else recorded.machine_mismatch()
+        if mismatch is not None:
+            return mismatch
+    return None
