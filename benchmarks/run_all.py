@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from tkdlib.io import write_json
-from tkdlib.machine import cpu_identity, describe, machine_kind
+from tkdlib.machine import describe, this_machine
 
 HERE = Path(__file__).resolve().parent
 # Each benchmark with the arguments of its quick mode, in the order they run.
@@ -44,7 +44,7 @@ BENCHMARKS: dict[str, list[str]] = {
 
 def machine(note: str | None) -> dict[str, Any]:
     return {
-        "cpu": describe(machine_kind(cpu_identity())),
+        "cpu": describe(this_machine("cpu")),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

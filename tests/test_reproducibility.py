@@ -13,7 +13,7 @@ from tkdlib.config import Config
 from tkdlib.experiment import RECORD_NAME, load_record
 from tkdlib.machine import describe
 from tkdlib.profile import load_profile
-from tkdlib.reproducibility import CheckpointNotReproducedError, RecordedTraining
+from tkdlib.reproducibility import CHECKPOINTS, CheckpointNotReproducedError, RecordedTraining
 
 from conftest import TINY_RUN
 
@@ -75,10 +75,20 @@ def test_check_machine_refuses_before_training_only_when_every_record_ran_on_ano
 def copy_records(source: Path, destination: Path, keep_record: set[str]) -> None:
     """Each run folder of `source` without the shared checkpoints; only the runs in `keep_record` keep their record."""
     for folder in source.iterdir():
-        if folder.name != "checkpoints" and folder.is_dir():
+        if folder.name != CHECKPOINTS and folder.is_dir():
             shutil.copytree(folder, destination / folder.name)
             if folder.name not in keep_record:
                 (destination / folder.name / RECORD_NAME).unlink()
+
+
+def edit_record(folder: Path, dense_loss_shift: float = 0.0, **environment: str | None) -> None:
+    """Rewrite the record in `folder` as if made elsewhere: its first dense-student epoch loss
+    shifted by `dense_loss_shift`, and `environment` fields replaced."""
+    path = folder / RECORD_NAME
+    record = json.loads(path.read_text())
+    record["history"]["dense"][0]["loss"] += dense_loss_shift
+    record["environment"].update(environment)
+    path.write_text(json.dumps(record))
 
 
 def test_a_retrained_checkpoint_joins_the_records_here_and_stops_the_batch_where_it_differs(tiny_batch, tmp_path: Path):
@@ -103,17 +113,13 @@ def test_a_retrained_checkpoint_joins_the_records_here_and_stops_the_batch_where
     ]:
         other = tmp_path / name
         copy_records(tiny_batch.out_dir, other, kept)
-        path = other / first.directory.name / RECORD_NAME
-        record = json.loads(path.read_text())
-        record["history"]["dense"][0]["loss"] += 0.25
-        record["environment"].update(changes)
-        path.write_text(json.dumps(record))
+        edit_record(other / first.directory.name, 0.25, **changes)
         with pytest.raises(CheckpointNotReproducedError, match=rf"dense student .*{message}.*\(see "):
             run_batch(tiny_batch.profile, out_dir=other, book_dir=tmp_path / "book")
         assert [cell.done for cell in cells(profile, other)] == [True, False, False]
         assert not (other / rerun.directory.name / RECORD_NAME).exists()
         assert not (tmp_path / "book").exists(), "a stopped batch runs no summary notebook"
-        trained_here = sorted(path.name for path in (other / "checkpoints").glob("student-*"))
+        trained_here = sorted(path.name for path in (other / CHECKPOINTS).glob("student-*"))
         assert bool(trained_here) == (name == "unrecorded"), trained_here
 
 
@@ -124,10 +130,7 @@ def test_dry_run_marks_the_cells_whose_checkpoints_only_another_kind_of_machine_
     for out_dir, cpu in ((here, None), (elsewhere, "Another CPU")):
         copy_records(tiny_batch.out_dir, out_dir, {first.directory.name})
         if cpu is not None:
-            path = out_dir / first.directory.name / RECORD_NAME
-            record = json.loads(path.read_text())
-            record["environment"]["cpu_model"] = cpu
-            path.write_text(json.dumps(record))
+            edit_record(out_dir / first.directory.name, cpu_model=cpu)
     statuses = {}
     for out_dir in (here, elsewhere):
         assert run_batch(tiny_batch.profile, out_dir=out_dir, dry_run=True) == 0

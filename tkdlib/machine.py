@@ -31,9 +31,9 @@ def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str | None]
     fields = {"model name": None, "cpu family": None, "model": None}
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in fields and fields[key.strip()] is None:
-                fields[key.strip()] = value.strip()
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in fields and fields[key] is None:  # the first processor's lines
+                fields[key] = value
     return {
         "cpu_model": fields["model name"] or platform.processor() or platform.machine(),
         "cpu_family": fields["cpu family"],
