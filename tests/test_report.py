@@ -11,6 +11,7 @@ import pytest
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile, load_profile
 from tkdlib.report import (
+    PAIRED_COLUMNS,
     ablation_matrix,
     ablation_plot,
     ablation_table,
@@ -233,6 +234,23 @@ def test_switch_effects_split_a_combined_variant_into_its_switches(tmp_path: Pat
     text = ablation_text(records, _ablation_profile(tmp_path))
     assert ("Switch by switch, against the variant that sets the others only: gamma=0.0 alongside normalize_logits=False -2.5 (78.0 % against 80.5 %) "
             "and normalize_logits=False alongside gamma=0.0 -1.0 (78.0 % against 79.0 %).") in text
+
+
+def test_a_variant_is_measured_against_the_main_runs_of_its_own_seeds(tmp_path: Path):
+    first = _records([("teacher_guided", 0.9, 0.80)])
+    main = pd.concat([first, first.assign(seed=1, acc_retrained=0.76), first.assign(seed=2, acc_retrained=0.78)], ignore_index=True)
+    one_seed = _with_variants(main, [("guide_epochs=0", 0.77)])  # seed 0, whose main run scored 80 %
+    assert ablation_table(one_seed).loc["guide_epochs=0", PAIRED_COLUMNS].tolist() == [77.0, 80.0, -3.0, 1]  # not against the three seeds' 78 %
+    variant = one_seed.iloc[[-1]]
+    two_seeds = pd.concat([one_seed, variant.assign(seed=1, acc_retrained=0.75)], ignore_index=True)
+    assert ablation_table(two_seeds).loc["guide_epochs=0", PAIRED_COLUMNS].tolist() == [76.0, 78.0, -2.0, 2]
+    assert "guide_epochs=0 -2.0 (76.0 % against 78.0 %, 2 seeds)" in ablation_text(two_seeds, _ablation_profile(tmp_path))
+    unpaired = ablation_table(pd.concat([main, variant.assign(seed=5)], ignore_index=True)).loc["guide_epochs=0"]
+    assert unpaired["accuracy"] == 77.0 and unpaired["seeds"] == 1 and pd.isna(unpaired["reference"]) and pd.isna(unpaired["change"])
+    combined_elsewhere = pd.concat([one_seed, variant.assign(variant="gamma=0.0, guide_epochs=0", seed=1, acc_retrained=0.74)], ignore_index=True)
+    assert switch_effects(combined_elsewhere).empty  # its partner guide_epochs=0 ran on seed 0 only
+    combined = pd.concat([combined_elsewhere, variant.assign(variant="gamma=0.0, guide_epochs=0", acc_retrained=0.76)], ignore_index=True)
+    assert switch_effects(combined).set_index("switch").loc["gamma=0.0", PAIRED_COLUMNS].tolist() == [76.0, 77.0, -1.0, 1]
 
 
 def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run(tmp_path: Path):

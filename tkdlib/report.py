@@ -39,6 +39,7 @@ STAGES = ("teacher", "dense", "guided", "pruned", "retrained")
 OURS = "teacher_guided"
 MAIN_ROW = "none (main comparison)"  # how `ablation_matrix` names the runs without switches
 VARIANT_SEPARATOR = ", "  # between the switches of a `variant` name
+PAIRED_COLUMNS = ["accuracy", "reference", "change", "seeds"]  # a variant against its reference: `_paired_accuracy`
 
 
 def label(method: str) -> str:
@@ -254,20 +255,32 @@ def accuracy_vs_sparsity(records: pd.DataFrame) -> plt.Figure:
 
 
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Each variant beside the main-comparison run of the same method and sparsity: retrained
-    accuracy (%) and its difference (percentage points), seeds averaged; `reference` and `change`
-    are NaN where that run has not finished (it failed, or has not run yet)."""
-    keys = ["method", "sparsity"]
-    reference = main_comparison(records).groupby(keys)["acc_retrained"].mean().rename("reference")
-    variants = _variant_accuracy(records).reset_index()
-    table = variants.join(reference, on=keys)
-    table = table.assign(
-        method=table["method"].map(label),
-        accuracy=(table["acc_retrained"] * 100).round(2),
-        reference=(table["reference"] * 100).round(2),
-        change=((table["acc_retrained"] - table["reference"]) * 100).round(2),
-    )
-    return table[["variant", "method", "sparsity", "accuracy", "reference", "change"]].set_index("variant")
+    """Each variant beside the main-comparison runs of the same method, sparsity and seeds:
+    retrained accuracy (%) of both, averaged over the seeds both ran, their difference
+    (percentage points) and that number of `seeds`. Pairing seeds compares runs that share their
+    teacher and dense student, so a variant run on one seed is not measured against an average
+    over seeds it did not run. `reference` and `change` are NaN where no such run has finished (it
+    failed, or has not run yet); `accuracy` then averages every seed of the variant."""
+    main = main_comparison(records)
+    rows = [
+        {"variant": variant, "method": label(method), "sparsity": sparsity, **_paired_accuracy(runs, main[(main["method"] == method) & (main["sparsity"] == sparsity)])}
+        for (variant, method, sparsity), runs in _variant_runs(records).groupby(["variant", "method", "sparsity"])
+    ]
+    return pd.DataFrame(rows, columns=["variant", "method", "sparsity", *PAIRED_COLUMNS]).set_index("variant")
+
+
+def _paired_accuracy(runs: pd.DataFrame, reference_runs: pd.DataFrame) -> dict[str, Any]:
+    """`runs` against `reference_runs` (records of one method at one sparsity, at most one per
+    seed) over the seeds both have: mean retrained accuracy (%) of each, their difference
+    (percentage points) and the number of those seeds. Where they share no seed, `accuracy` is
+    the mean over all of `runs`' seeds and `reference` and `change` are NaN."""
+    accuracy = runs.set_index("seed")["acc_retrained"] * 100
+    reference = reference_runs.set_index("seed")["acc_retrained"] * 100
+    shared = accuracy.index.intersection(reference.index)
+    if shared.empty:
+        return {"accuracy": round(accuracy.mean(), 2), "reference": math.nan, "change": math.nan, "seeds": len(accuracy)}
+    mean, reference_mean = accuracy[shared].mean(), reference[shared].mean()
+    return {"accuracy": round(mean, 2), "reference": round(reference_mean, 2), "change": round(mean - reference_mean, 2), "seeds": len(shared)}
 
 
 def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
@@ -287,10 +300,9 @@ def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
     return table.loc[rows, columns].round(2).rename(columns=label).rename_axis(columns=None)
 
 
-def _variant_accuracy(records: pd.DataFrame) -> pd.Series:
-    """Retrained accuracy (fraction) of the ablation variants' runs, seeds averaged, indexed by
-    (variant, method, sparsity)."""
-    return records[records["variant"] != ""].groupby(["variant", "method", "sparsity"])["acc_retrained"].mean()
+def _variant_runs(records: pd.DataFrame) -> pd.DataFrame:
+    """The ablation variants' records."""
+    return records[records["variant"] != ""]
 
 
 def variant_name(changes: dict[str, Any]) -> str:
@@ -311,23 +323,27 @@ def _spoken(variant: str) -> str:
 def switch_effects(records: pd.DataFrame) -> pd.DataFrame:
     """Each switch of a variant that sets several, measured on its own: the variant against the
     finished variant of the same method and sparsity that sets all its other switches but not this
-    one (retrained accuracy in %, seeds averaged; `change` in percentage points). This splits a
-    combined ablation into its parts, e.g. ``normalize_logits=False, retrain_with_kd=False`` against
-    ``retrain_with_kd=False`` is the effect of the normalization with CE retraining. One row per
-    (variant, switch) pair that has such a partner; empty when none has."""
-    by_switches = {(variant_switches(variant), method, sparsity): acc for (variant, method, sparsity), acc in _variant_accuracy(records).items()}
+    one (retrained accuracy in %, averaged over the seeds both ran, as in `ablation_table`;
+    `change` in percentage points). This splits a combined ablation into its parts, e.g.
+    ``normalize_logits=False, retrain_with_kd=False`` against ``retrain_with_kd=False`` is the
+    effect of the normalization with CE retraining. One row per (variant, switch) pair whose
+    partner shares a seed with it; empty when none has."""
+    by_switches = {
+        (variant_switches(variant), method, sparsity): runs
+        for (variant, method, sparsity), runs in _variant_runs(records).groupby(["variant", "method", "sparsity"])
+    }
     rows = []
-    for (switches, method, sparsity), acc in by_switches.items():
+    for (switches, method, sparsity), runs in by_switches.items():
         if len(switches) < 2:
             continue
         for switch in sorted(switches):
             partner = by_switches.get((switches - {switch}, method, sparsity))
-            if partner is not None:
-                rows.append({
-                    "switch": switch, "alongside": VARIANT_SEPARATOR.join(sorted(switches - {switch})), "method": label(method), "sparsity": sparsity,
-                    "accuracy": round(acc * 100, 2), "reference": round(partner * 100, 2), "change": round((acc - partner) * 100, 2),
-                })
-    return pd.DataFrame(rows, columns=["switch", "alongside", "method", "sparsity", "accuracy", "reference", "change"])
+            if partner is None:
+                continue
+            paired = _paired_accuracy(runs, partner)
+            if not math.isnan(paired["change"]):
+                rows.append({"switch": switch, "alongside": VARIANT_SEPARATOR.join(sorted(switches - {switch})), "method": label(method), "sparsity": sparsity, **paired})
+    return pd.DataFrame(rows, columns=["switch", "alongside", "method", "sparsity", *PAIRED_COLUMNS])
 
 
 def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
@@ -361,7 +377,7 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
     ]
     text = (
         f"Each ablation changes {usual_method} at {usual_sparsity * 100:.0f} % sparsity unless it names another method or sparsity. "
-        f"Against the main-comparison run of the same method and sparsity, the accuracy after retraining changed by "
+        f"Against the main-comparison run of the same method, sparsity and seed (the same teacher and dense student), the accuracy after retraining changed by "
         f"(percentage points, largest first): {_and_list(changes)}."
     )
     split = switch_effects(records)
@@ -395,8 +411,11 @@ def _same_switches_sentence(records: pd.DataFrame) -> str:
 
 
 def _change_phrase(row: Any) -> str:
-    """A table row's change and the two accuracies it is the difference of, e.g. "+0.5 (80.5 % against 80.0 %)"."""
-    return f"{row.change:+.1f} ({row.accuracy:.1f} % against {row.reference:.1f} %)"
+    """A table row's change and the two accuracies it is the difference of, with the number of
+    seeds they average where it is more than one, e.g. "+0.5 (80.5 % against 80.0 %)" or
+    "+0.5 (80.5 % against 80.0 %, 2 seeds)"."""
+    seeds = f", {row.seeds} seeds" if row.seeds > 1 else ""
+    return f"{row.change:+.1f} ({row.accuracy:.1f} % against {row.reference:.1f} %{seeds})"
 
 
 def _seed_spread_sentence(records: pd.DataFrame, table: pd.DataFrame) -> str:
