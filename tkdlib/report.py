@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -264,7 +265,7 @@ def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
     main = main_comparison(records)
     rows = [
         {"variant": variant, "method": label(method), "sparsity": sparsity, **_paired_accuracy(runs, main[(main["method"] == method) & (main["sparsity"] == sparsity)])}
-        for (variant, method, sparsity), runs in _variant_runs(records).groupby(["variant", "method", "sparsity"])
+        for (variant, method, sparsity), runs in _variant_cells(records)
     ]
     return pd.DataFrame(rows, columns=["variant", "method", "sparsity", *PAIRED_COLUMNS]).set_index("variant")
 
@@ -300,9 +301,10 @@ def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
     return table.loc[rows, columns].round(2).rename(columns=label).rename_axis(columns=None)
 
 
-def _variant_runs(records: pd.DataFrame) -> pd.DataFrame:
-    """The ablation variants' records."""
-    return records[records["variant"] != ""]
+def _variant_cells(records: pd.DataFrame) -> Iterator[tuple[tuple[str, str, float], pd.DataFrame]]:
+    """The ablation variants' records, one group per (variant, method, sparsity) with its runs
+    (one per seed)."""
+    return iter(records[records["variant"] != ""].groupby(["variant", "method", "sparsity"]))
 
 
 def variant_name(changes: dict[str, Any]) -> str:
@@ -330,7 +332,7 @@ def switch_effects(records: pd.DataFrame) -> pd.DataFrame:
     partner shares a seed with it; empty when none has."""
     by_switches = {
         (variant_switches(variant), method, sparsity): runs
-        for (variant, method, sparsity), runs in _variant_runs(records).groupby(["variant", "method", "sparsity"])
+        for (variant, method, sparsity), runs in _variant_cells(records)
     }
     rows = []
     for (switches, method, sparsity), runs in by_switches.items():
