@@ -259,15 +259,27 @@ def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run
     records = _with_variants(_with_variants(main, [("retrain_with_kd=False", 0.83), ("gamma=0.0", 0.79)]), [("retrain_with_kd=False", 0.85)], "magnitude")
     matrix = ablation_matrix(records)
     assert list(matrix.columns) == ["teacher-guided (ours)", "magnitude"]  # only methods some variant ran, in the book's order
-    assert list(matrix.index) == [(0.9, "none (main comparison)"), (0.9, "gamma=0.0"), (0.9, "retrain_with_kd=False")]
-    assert matrix.loc[(0.9, "retrain_with_kd=False")].tolist() == [83.0, 85.0]
-    assert matrix.loc[(0.9, "none (main comparison)")].tolist() == [80.0, 82.0]
-    assert pd.isna(matrix.loc[(0.9, "gamma=0.0"), "magnitude"])
+    assert list(matrix.index) == [(0.9, "none (main comparison)", "0"), (0.9, "gamma=0.0", "0"), (0.9, "retrain_with_kd=False", "0")]
+    assert matrix.loc[(0.9, "retrain_with_kd=False", "0")].tolist() == [83.0, 85.0]
+    assert matrix.loc[(0.9, "none (main comparison)", "0")].tolist() == [80.0, 82.0]
+    assert pd.isna(matrix.loc[(0.9, "gamma=0.0", "0"), "magnitude"])
     custom = _with_variants(pd.concat([records, _records([("my_score", 0.9, 0.7)])], ignore_index=True), [("gamma=0.0", 0.71)], "my_score")
     assert list(ablation_matrix(custom).columns) == ["teacher-guided (ours)", "magnitude", "my_score"]  # a registered method of one's own comes last, not dropped
     text = ablation_text(records, _ablation_profile(tmp_path))
-    assert "Methods under the same switches, most accurate first: with retrain_with_kd=False at 90 %, magnitude 85.0 % and teacher-guided (ours) 83.0 %." in text
+    assert "Methods under the same switches, most accurate first: with retrain_with_kd=False at 90 % (seed 0), magnitude 85.0 % and teacher-guided (ours) 83.0 %." in text
     assert "Methods under the same switches" not in ablation_text(_with_variants(main, [("gamma=0.0", 0.79)]), _ablation_profile(tmp_path))
+
+
+def test_each_row_of_the_ablation_matrix_averages_the_seeds_all_its_methods_ran():
+    main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
+    records = _with_variants(_with_variants(main, [("retrain_with_kd=False", 0.83)]), [("retrain_with_kd=False", 0.85)], "magnitude")
+    second_seed = records.assign(seed=2, acc_retrained=records["acc_retrained"] - 0.02)
+    only_ours = second_seed[(second_seed["method"] == "teacher_guided") | (second_seed["variant"] == "")]
+    matrix = ablation_matrix(pd.concat([records, only_ours], ignore_index=True))
+    assert matrix.loc[(0.9, "none (main comparison)", "0, 2")].tolist() == [79.0, 81.0]
+    assert matrix.loc[(0.9, "retrain_with_kd=False", "0")].tolist() == [83.0, 85.0]  # not ours' two seeds against magnitude's one
+    apart = pd.concat([records[records["method"] == "magnitude"], only_ours[only_ours["method"] == "teacher_guided"]], ignore_index=True)
+    assert ablation_matrix(apart).loc[(0.9, "retrain_with_kd=False", "none shared")].tolist() == [81.0, 85.0]
 
 
 def test_a_variant_whose_main_run_failed_is_given_alone_not_called_unrun(tmp_path: Path):

@@ -285,20 +285,28 @@ def _paired_accuracy(runs: pd.DataFrame, reference_runs: pd.DataFrame) -> dict[s
 
 
 def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
-    """Retrained accuracy (%, seeds averaged) of each method under each variant, beside its
-    main-comparison run: rows (sparsity, variant), the main comparison first as
-    ``"none (main comparison)"``; one column per method that some variant ran, at the sparsities
-    where one did; NaN where a method did not run under that variant. Read across a row to compare
-    masks under the same switches (e.g. every method retrained with CE only)."""
+    """Retrained accuracy (%) of each method under each variant, beside its main-comparison run:
+    rows (sparsity, variant, seeds), the main comparison first as ``"none (main comparison)"``;
+    one column per method that some variant ran, at the sparsities where one did; NaN where a
+    method did not run under that variant. Each row averages the seeds that all of its methods
+    ran (``seeds``: "0, 2"), so reading across a row compares masks under the same switches and
+    the same teachers and dense students (e.g. every method retrained with CE only); where its
+    methods share no seed, each averages its own and ``seeds`` says "none shared"."""
     varied = records[records["variant"] != ""]
     if varied.empty:
         return pd.DataFrame()
     shown = records[records["method"].isin(varied["method"]) & records["sparsity"].isin(varied["sparsity"])]
     shown = shown.assign(variant=shown["variant"].replace("", MAIN_ROW))
-    table = shown.pivot_table(index=["sparsity", "variant"], columns="method", values="acc_retrained", aggfunc="mean") * 100
-    rows = sorted(table.index, key=lambda key: (key[0], key[1] != MAIN_ROW, key[1]))
+    rows = []
+    for (sparsity, variant), row in shown.groupby(["sparsity", "variant"]):
+        shared = set.intersection(*(set(seeds) for seeds in row.groupby("method")["seed"].unique()))
+        used = row[row["seed"].isin(shared)] if shared else row
+        seeds = ", ".join(str(seed) for seed in sorted(shared)) if shared else "none shared"
+        rows.append({"sparsity": sparsity, "variant": variant, "seeds": seeds, **(used.groupby("method")["acc_retrained"].mean() * 100)})
+    table = pd.DataFrame(rows).set_index(["sparsity", "variant", "seeds"])
+    order = sorted(table.index, key=lambda key: (key[0], key[1] != MAIN_ROW, key[1]))
     columns = sorted(table.columns, key=_method_order)
-    return table.loc[rows, columns].round(2).rename(columns=label).rename_axis(columns=None)
+    return table.loc[order, columns].round(2).rename(columns=label).rename_axis(columns=None)
 
 
 def _variant_cells(records: pd.DataFrame) -> Iterator[tuple[tuple[str, str, float], pd.DataFrame]]:
@@ -404,12 +412,20 @@ def _same_switches_sentence(records: pd.DataFrame) -> str:
     as a sentence that starts with a space; empty when no variant ran for two methods."""
     matrix = ablation_matrix(records)
     shared = [
-        f"with {_spoken(variant)} at {sparsity * 100:.0f} %, "
+        f"with {_spoken(variant)} at {sparsity * 100:.0f} % ({_seeds_phrase(seeds)}), "
         + _and_list([f"{method} {accuracy:.1f} %" for method, accuracy in row.dropna().sort_values(ascending=False).items()])
-        for (sparsity, variant), row in matrix.iterrows()
+        for (sparsity, variant, seeds), row in matrix.iterrows()
         if variant != MAIN_ROW and row.notna().sum() > 1
     ]
     return f" Methods under the same switches, most accurate first: {'; '.join(shared)}." if shared else ""
+
+
+def _seeds_phrase(seeds: str) -> str:
+    """An `ablation_matrix` row's ``seeds`` for running text: "seed 0", "seeds 0, 2", or that
+    its methods ran on different seeds."""
+    if seeds == "none shared":
+        return "no seed shared: each method's own seeds"
+    return f"seed{'s' if ',' in seeds else ''} {seeds}"
 
 
 def _change_phrase(row: Any) -> str:
