@@ -130,3 +130,23 @@ def test_bad_shard_is_a_usage_error_before_any_work(tmp_path, capsys, value, mes
     assert exit_info.value.code == 2
     assert f"argument --shard: {message}" in capsys.readouterr().err
     assert not out_dir.exists()
+
+
+def test_a_failed_cell_is_listed_and_skipped_until_the_batch_is_told_to_retry_it(tiny_batch, tmp_path, capsys):
+    out_dir = tmp_path / "runs"
+    shutil.copytree(tiny_batch.out_dir, out_dir)  # with the shared checkpoints: retrying only retrains
+    magnitude = next(cell for cell in cells(load_profile(tiny_batch.profile), out_dir) if cell.config.method == "magnitude")
+    error = "LayerCollapseError: At sparsity 0.8 these layers would keep no weight: ['fc.weight']."
+    failed = {"status": "failed", "config": magnitude.config.to_dict(), "config_hash": magnitude.config.key(), "error": error}
+    (magnitude.directory / "record.json").write_text(json.dumps(failed))
+    common = ["batch", "--profile", str(tiny_batch.profile), "--out-dir", str(out_dir), "--only", "magnitude", "--no-notebooks"]
+
+    assert main(common + ["--dry-run"]) == 0
+    assert capsys.readouterr().out.strip() == f"failed    {magnitude.directory.name}  {magnitude.label()}  ({error})"
+    assert main(common) == 0
+    out = capsys.readouterr().out
+    assert f"NOT RUN {magnitude.label()}: it failed before ({error}); --retry-failed runs it again" in out
+    assert "retrained accuracy failed" in out and magnitude.failure == error
+
+    assert main(common + ["--retry-failed"]) == 0
+    assert magnitude.failure is None and magnitude.done

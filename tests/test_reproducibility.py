@@ -1,8 +1,9 @@
-"""A lost shared checkpoint trained again must reproduce the one the finished records used, or stop the batch."""
+"""A lost shared checkpoint trained again must reproduce the one the finished records used, or its cells wait for a machine that does."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tkdlib.config import Config
 from tkdlib.experiment import RECORD_NAME, load_record
 from tkdlib.machine import describe
 from tkdlib.profile import load_profile
-from tkdlib.reproducibility import CHECKPOINTS, CheckpointNotReproducedError, RecordedTraining
+from tkdlib.reproducibility import CHECKPOINTS, CheckpointNotReproducedError, RecordedTraining, missing_checkpoints
 
 from conftest import TINY_RUN
 
@@ -91,7 +92,20 @@ def edit_record(folder: Path, dense_loss_shift: float = 0.0, **environment: str 
     path.write_text(json.dumps(record))
 
 
-def test_a_retrained_checkpoint_joins_the_records_here_and_stops_the_batch_where_it_differs(tiny_batch, tmp_path: Path):
+# The tiny profile's cells, then magnitude on a second seed: its own teacher and dense student.
+TWO_SEEDS_GRID = """
+[[grid]]
+method = ["magnitude", "teacher_guided", "imp"]
+sparsity = [0.8]
+
+[[grid]]
+method = ["magnitude"]
+sparsity = [0.8]
+seed = [1]
+"""
+
+
+def test_a_retrained_checkpoint_joins_the_records_here_and_holds_back_the_cells_where_it_differs(tiny_batch, tmp_path: Path, capsys):
     profile = load_profile(tiny_batch.profile)
     first, rerun, _ = cells(profile, tiny_batch.out_dir)
     kept = {first.directory.name}
@@ -104,23 +118,32 @@ def test_a_retrained_checkpoint_joins_the_records_here_and_stops_the_batch_where
         losses = [[entry["loss"] for entry in load_record(folder)["history"][phase]] for folder in (same / rerun.directory.name, first.directory)]
         assert losses[0] == losses[1]
 
-    # Records made elsewhere: the batch stops at the first cell and leaves it to do (no failed
-    # record). Where the record names another processor, before training anything; where it names
-    # none (made before records kept it), after the first epoch, whose loss differs.
-    for name, changes, message in [
-        ("another-cpu", {"cpu_model": "Another CPU"}, r"is not on disk, and this machine would not train it again bit for bit \(they ran on Another CPU"),
-        ("unrecorded", {"cpu_model": None}, r"epoch 1 ends at training loss .* \(they ran on an unrecorded processor; this machine: "),
+    # Records made elsewhere: the first seed-0 cell to do fails without a record, the other one
+    # that needs the same checkpoints is not attempted, and seed 1 still runs. Where the record
+    # names another processor, before training anything; where it names none (made before
+    # records kept it), after the first epoch, whose loss differs. Papermill reports the error
+    # from the notebook's kernel; without notebooks it is raised in this process.
+    two_seeds = tmp_path / "two-seeds.toml"
+    two_seeds.write_text(tiny_batch.profile.read_text().split("[[grid]]")[0] + TWO_SEEDS_GRID)
+    magnitude, guided, imp, other_seed = cells(load_profile(two_seeds), tiny_batch.out_dir)
+    assert magnitude.done and (guided.config.seed, imp.config.seed, other_seed.config.seed) == (0, 0, 1)
+    for name, changes, message, notebooks in [
+        ("another-cpu", {"cpu_model": "Another CPU"}, r"is not on disk, and this machine would not train it again bit for bit \(they ran on Another CPU", True),
+        ("unrecorded", {"cpu_model": None}, r"epoch 1 ends at training loss .* \(they ran on an unrecorded processor; this machine: ", False),
     ]:
         other = tmp_path / name
-        copy_records(tiny_batch.out_dir, other, kept)
-        edit_record(other / first.directory.name, 0.25, **changes)
-        with pytest.raises(CheckpointNotReproducedError, match=rf"dense student .*{message}.*\(see "):
-            run_batch(tiny_batch.profile, out_dir=other, book_dir=tmp_path / "book")
-        assert [cell.done for cell in cells(profile, other)] == [True, False, False]
-        assert not (other / rerun.directory.name / RECORD_NAME).exists()
-        assert not (tmp_path / "book").exists(), "a stopped batch runs no summary notebook"
-        trained_here = sorted(path.name for path in (other / CHECKPOINTS).glob("student-*"))
-        assert bool(trained_here) == (name == "unrecorded"), trained_here
+        copy_records(tiny_batch.out_dir, other, {magnitude.directory.name})
+        edit_record(other / magnitude.directory.name, 0.25, **changes)
+        capsys.readouterr()
+        failures = run_batch(two_seeds, out_dir=other, book_dir=tmp_path / name / "book", notebooks=notebooks)
+        assert failures == (2 if notebooks else 1)  # with notebooks, also the efficiency page: it needs a teacher-guided record
+        output = capsys.readouterr().out
+        assert re.search(rf"FAILED {re.escape(guided.label())}: The dense student .*{message}", output)
+        assert f"NOT RUN {imp.label()}: it needs the teacher or dense student" in output
+        assert [cell.done for cell in cells(load_profile(two_seeds), other)] == [True, False, False, True]
+        assert not (other / guided.directory.name / RECORD_NAME).exists(), "not this cell's failure: it stays to do"
+        assert set(missing_checkpoints(guided.config, other)) == {"dense", "teacher"}
+        assert not missing_checkpoints(other_seed.config, other)
 
 
 def test_dry_run_marks_the_cells_whose_checkpoints_only_another_kind_of_machine_trains_again(tiny_batch, tmp_path: Path, capsys):

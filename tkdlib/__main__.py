@@ -15,7 +15,6 @@ from tkdlib.data import DATASET_NAMES
 from tkdlib.masks import Mask
 from tkdlib.models import ARCHITECTURES
 from tkdlib.profile import available_profiles, load_profile
-from tkdlib.reproducibility import CheckpointNotReproducedError
 from tkdlib.runtime import PRECISIONS, Runtime, distributed, rank
 
 PRUNE_EXAMPLE = """\
@@ -216,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     batch.add_argument(
         "--dry-run", action="store_true",
-        help="list the cells (of the shard): done, todo, or elsewhere (their checkpoint must be trained again and only another kind of machine repeats it)",
+        help="list the cells (of the shard): done, failed (with the error), todo, or elsewhere (their checkpoint must be trained again and only another kind of machine repeats it)",
     )
+    batch.add_argument("--retry-failed", action="store_true", help="run again the cells whose record says they failed (skipped otherwise)")
     what_runs = batch.add_mutually_exclusive_group()
     what_runs.add_argument(
         "--no-notebooks", action="store_true", help="run the cells directly, without papermill or summary notebooks (same records)"
@@ -238,14 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         failures = run_batch(
             args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,
-            notebooks=not args.no_notebooks, examples=args.examples, run_cells=not args.summaries_only,
+            notebooks=not args.no_notebooks, examples=args.examples, run_cells=not args.summaries_only, retry_failed=args.retry_failed,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except CheckpointNotReproducedError as error:
-        print(f"error: the batch stopped. {error}", file=sys.stderr)
-        return 1
     return 1 if failures else 0
 
 

@@ -1,13 +1,15 @@
 """The batch runner: expand a profile's grid and execute one notebook per cell with papermill.
 
 Each cell runs ``notebooks/experiment.ipynb`` into ``<out_dir>/<config hash>/experiment.ipynb``;
-a cell whose record exists is skipped, so a batch that was stopped resumes where it was. After
-the cells, the summary notebooks (`SUMMARY_NOTEBOOKS`) are executed into
-``book/generated/<profile>/`` for the book. A job array splits a profile with shards
-(``--shard I/N``): each job runs every N-th cell, then the summary notebooks over whatever
-records exist so far. A cell stopped by `CheckpointNotReproducedError` (this machine cannot
-repeat the training the finished records were made with) stops the whole batch: every later cell
-would train the same checkpoint again and stop the same way.
+a cell whose record exists is skipped, so a batch that was stopped resumes where it was. A cell
+whose record says it failed is skipped too (it would fail the same way: a layer collapse, a
+non-finite loss), unless the batch is told to retry failed cells. After the cells, the summary
+notebooks (`SUMMARY_NOTEBOOKS`) are executed into ``book/generated/<profile>/`` for the book. A
+job array splits a profile with shards (``--shard I/N``): each job runs every N-th cell, then the
+summary notebooks over whatever records exist so far. A cell stopped by
+`CheckpointNotReproducedError` (this machine cannot repeat the training of a shared teacher or
+dense student that finished records were made with) stays to do, and so do the later cells that
+need that checkpoint; the cells of other teachers and dense students (another seed) still run.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from tkdlib.io import atomic_write
-from tkdlib.experiment import Config, finished_records, load_record, run, run_dir
+from tkdlib.experiment import Config, finished_records, load_record, read_record, run, run_dir
 from tkdlib.machine import this_machine
 from tkdlib.profile import Profile, load_profile
-from tkdlib.reproducibility import CheckpointNotReproducedError, needs_another_machine
+from tkdlib.reproducibility import CheckpointNotReproducedError, missing_checkpoints, needs_another_machine
 from tkdlib.runtime import Runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,12 @@ class Cell:
     def done(self) -> bool:
         return load_record(self.directory) is not None
 
+    @property
+    def failure(self) -> str | None:
+        """The error that stopped this cell's run, when its record says it failed; else None."""
+        record = read_record(self.directory)
+        return record["error"] if record is not None and record["status"] == "failed" else None
+
     def label(self) -> str:
         c = self.config
         extra = "".join(f" {name}={value}" for name, value in self.changes.items())
@@ -67,18 +75,28 @@ def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None 
 
 
 def _print_cells(selected: list[Cell], root: Path) -> None:
-    """One line per cell: ``done``, ``todo``, or ``elsewhere`` for a todo cell this machine cannot
-    run (its teacher or dense student must be trained again, and every record that used it ran on
-    another kind of machine: `tkdlib.reproducibility.needs_another_machine`); then why, once."""
+    """One line per cell: ``done``; ``failed`` when its record says it failed (a batch skips it
+    unless told to retry failed cells), with the error; ``elsewhere`` for a cell this machine
+    cannot run (its teacher or dense student must be trained again, and every record that used it
+    ran on another kind of machine: `tkdlib.reproducibility.needs_another_machine`); else
+    ``todo``. Then why the cells are elsewhere, once."""
     records = finished_records(root)
     here = this_machine(Runtime().resolved().describe()["device"])
-    reasons = {cell.directory: needs_another_machine(cell.config, root, records, here) for cell in selected if not cell.done}
+    reasons: dict[Path, str] = {}
     for cell in selected:
-        status = "done" if cell.done else "todo" if reasons[cell.directory] is None else "elsewhere"
-        print(f"{status:9} {cell.directory.name}  {cell.label()}")
-    elsewhere = [reason for reason in reasons.values() if reason is not None]
-    if elsewhere:
-        print(f"{len(elsewhere)} cell(s) elsewhere, for instance: {elsewhere[0]}")
+        failure = None if cell.done else cell.failure
+        reason = None if cell.done or failure else needs_another_machine(cell.config, root, records, here)
+        status = "done" if cell.done else "failed" if failure else "todo" if reason is None else "elsewhere"
+        print(f"{status:9} {cell.directory.name}  {cell.label()}" + (f"  ({_last_line(failure)})" if failure else ""))
+        if reason is not None:
+            reasons[cell.directory] = reason
+    if reasons:
+        print(f"{len(reasons)} cell(s) elsewhere, for instance: {next(iter(reasons.values()))}")
+
+
+def _last_line(text: str) -> str:
+    """The last line of `text` (an error message: papermill's end on the exception), or ``""``."""
+    return text.strip().splitlines()[-1] if text.strip() else ""
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -172,6 +190,7 @@ def run_batch(
     notebooks: bool = True,
     examples: bool = False,
     run_cells: bool = True,
+    retry_failed: bool = False,
 ) -> int:
     """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
 
@@ -182,8 +201,11 @@ def run_batch(
     example notebooks (`EXAMPLE_NOTEBOOKS`) are also executed into `book_dir`, once. With
     `run_cells` false no cell runs: only the summary notebooks are executed over the records that
     exist (how the book renders a profile whose missing cells need data or hours it does not have).
-    A profile that does not load, or an `only` that selects no cell, raises `ValueError` before
-    any work.
+    Cells whose record says they failed are skipped unless `retry_failed`. A cell stopped by
+    `CheckpointNotReproducedError` counts as a failure and writes no record; the later cells that
+    need the same missing checkpoint are not attempted (listed as not run), the others run. A
+    profile that does not load, or an `only` that selects no cell, raises `ValueError` before any
+    work.
     """
     if not (run_cells or notebooks):
         raise ValueError("with neither cells nor notebooks there is nothing to do: drop --summaries-only or --no-notebooks")
@@ -203,14 +225,27 @@ def run_batch(
         _print_cells(todo, root)
         return 0
     failures: list[str] = []
+    not_run: list[str] = []
+    unreproduced: set[Path] = set()  # shared checkpoints that this machine did not train again as the records did
     for cell in tqdm(todo if run_cells else [], desc=f"batch {profile.name}", unit="run"):
         if cell.done:
             continue
-        if notebooks:
-            parameters = notebook_parameters(profile, cell, root, data_root)
-            failures += _attempt(cell.label(), cell.directory, execute, "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
-        else:
-            failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root)
+        if not retry_failed and cell.failure is not None:
+            not_run.append(f"{cell.label()}: it failed before ({_last_line(cell.failure)}); --retry-failed runs it again")
+            continue
+        needed = set(missing_checkpoints(cell.config, root).values())
+        if needed & unreproduced:
+            not_run.append(f"{cell.label()}: it needs the teacher or dense student of a cell that this machine could not train again (see FAILED)")
+            continue
+        try:
+            if notebooks:
+                parameters = notebook_parameters(profile, cell, root, data_root)
+                failures += _attempt(cell.label(), cell.directory, execute, "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
+            else:
+                failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root)
+        except CheckpointNotReproducedError as error:
+            unreproduced |= set(missing_checkpoints(cell.config, root).values())  # those trained here before it stopped are on disk
+            failures.append(f"{cell.label()}: {error}")
     summary = {"profile": profile.reference, "out_dir": _shown(root)}
     for name in SUMMARY_NOTEBOOKS if notebooks else ():
         output = book_dir / profile.name / f"{name}.ipynb"
@@ -220,6 +255,8 @@ def run_batch(
         if not output.is_file():
             failures += _attempt(name, output, execute, f"{name}.ipynb", output, {})
     print(summary_table(todo))
+    for line in not_run:
+        print(f"NOT RUN {line}")
     for failure in failures:
         print(f"FAILED {failure}")
     return len(failures)
@@ -228,24 +265,23 @@ def run_batch(
 def _attempt(label: str, output: Path, work: Callable[..., object], *arguments: object) -> list[str]:
     """Call `work(*arguments)`; on failure return one line saying where to look (`output`), instead
     of raising, except for `CheckpointNotReproducedError`, raised again (also when papermill reports
-    it from the notebook's kernel) to stop the batch."""
+    it from the notebook's kernel) for the batch to hold back the cells that need that checkpoint."""
     try:
         work(*arguments)
     except CheckpointNotReproducedError:
         raise
     except Exception as error:  # papermill's errors carry the failing cell; the executed notebook keeps it
         if getattr(error, "ename", None) == CheckpointNotReproducedError.__name__:
-            raise CheckpointNotReproducedError(f"{label}: {getattr(error, 'evalue', '')} (see {output})") from None
-        last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        return [f"{label}: {last_line} (see {output})"]
+            raise CheckpointNotReproducedError(f"{getattr(error, 'evalue', '')} (see {output})") from None
+        return [f"{label}: {_last_line(str(error)) or type(error).__name__} (see {output})"]
     return []
 
 
 def summary_table(todo: list[Cell]) -> str:
-    """One line per cell: its label and final accuracy (or 'missing')."""
+    """One line per cell: its label and final accuracy (or 'failed', or 'missing')."""
     lines = []
     for cell in todo:
-        record = load_record(cell.directory)
-        result = f"{record['accuracy']['retrained']:.3f}" if record else "missing"
+        record = read_record(cell.directory)
+        result = "missing" if record is None else "failed" if record["status"] == "failed" else f"{record['accuracy']['retrained']:.3f}"
         lines.append(f"{cell.label():<60} retrained accuracy {result}")
     return "\n".join(lines)

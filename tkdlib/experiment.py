@@ -45,7 +45,7 @@ from tkdlib.reproducibility import CHECKPOINTS, CheckpointNotReproducedError, Re
 from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
 from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
-__all__ = ["Config", "RECORD_NAME", "finished_records", "load_record", "run", "run_dir"]
+__all__ = ["Config", "RECORD_NAME", "finished_records", "load_record", "read_record", "run", "run_dir"]
 
 RECORD_NAME = "record.json"
 PARTIAL_DIR = "partial"  # per-epoch training states of an unfinished run (removed once it finishes)
@@ -57,11 +57,11 @@ def run_dir(config: Config, out_dir: str | Path) -> Path:
     return Path(out_dir) / config.key()
 
 
-def load_record(directory: str | Path, config: Config | None = None) -> dict[str, Any] | None:
-    """The finished record in `directory`, or None if there is none.
+def read_record(directory: str | Path, config: Config | None = None) -> dict[str, Any] | None:
+    """The complete record in `directory`, finished or failed (its ``status``), or None if there is none.
 
     A record that cannot be read, is incomplete or belongs to another config is reported with a
-    warning and treated as absent, so the run is redone. A failed run's record is absent too.
+    warning and treated as absent, so the run is redone.
     """
     path = Path(directory) / RECORD_NAME
     if not path.is_file():
@@ -78,7 +78,14 @@ def load_record(directory: str | Path, config: Config | None = None) -> dict[str
     if config is not None and record["config"] != config.to_dict():
         warnings.warn(f"{path} holds the record of another config; the run will be redone", stacklevel=2)
         return None
-    return record if record["status"] == "finished" else None
+    return record
+
+
+def load_record(directory: str | Path, config: Config | None = None) -> dict[str, Any] | None:
+    """The finished record in `directory`, or None if there is none (`read_record`); a failed
+    run's record is absent too."""
+    record = read_record(directory, config)
+    return record if record is not None and record["status"] == "finished" else None
 
 
 _REQUIRED_KEYS = {"config", "config_hash", "accuracy", "sparsity", "compute", "seconds", "data", "environment"}

@@ -22,7 +22,7 @@ from typing import Any
 from tkdlib.config import SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
 from tkdlib.machine import describe, machine_kind, same_kind
 
-__all__ = ["CHECKPOINTS", "CheckpointNotReproducedError", "RecordedTraining", "checkpoint_path", "needs_another_machine"]
+__all__ = ["CHECKPOINTS", "CheckpointNotReproducedError", "RecordedTraining", "checkpoint_path", "missing_checkpoints", "needs_another_machine"]
 
 WAY_ON = (
     "Training repeats bit for bit only on the same kind of processor, so runs made from this checkpoint would not "
@@ -117,14 +117,19 @@ def checkpoint_path(folder: Path, config: Config, phase: str) -> Path:
     return folder / f"{FILE_PREFIX[phase]}-{config.key(PHASES[phase])}.pt"
 
 
+def missing_checkpoints(config: Config, out_dir: Path) -> dict[str, Path]:
+    """The shared checkpoints that `config` needs and that are not on disk in `out_dir`: phase
+    (``dense``, then ``teacher`` unless the teacher is the dense student itself) → its path."""
+    phases = ("dense",) if config.teacher_arch == SELF_TEACHER else ("dense", "teacher")
+    paths = {phase: checkpoint_path(out_dir / CHECKPOINTS, config, phase) for phase in phases}
+    return {phase: path for phase, path in paths.items() if not path.is_file()}
+
+
 def needs_another_machine(config: Config, out_dir: Path, records: list[dict[str, Any]], here: dict[str, str]) -> str | None:
     """Why `config` cannot run in `out_dir` on a machine of kind `here` (the message of the
     `CheckpointNotReproducedError` that would stop it before training), or None when it can or
     only training can tell. `records`: the out_dir's finished records."""
-    phases = ("dense",) if config.teacher_arch == SELF_TEACHER else ("dense", "teacher")
-    for phase in phases:
-        if checkpoint_path(out_dir / CHECKPOINTS, config, phase).is_file():
-            continue
+    for phase in missing_checkpoints(config, out_dir):
         recorded = RecordedTraining.find(records, config, phase, out_dir, here)
         mismatch = None if recorded is None else recorded.machine_mismatch()
         if mismatch is not None:
