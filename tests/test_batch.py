@@ -147,6 +147,8 @@ def test_a_failed_cell_is_listed_and_skipped_until_the_batch_is_told_to_retry_it
     out = capsys.readouterr().out
     assert f"NOT RUN {magnitude.label()}: it failed before ({error}); --retry-failed runs it again" in out
     assert "retrained accuracy failed" in out and magnitude.failure == error
+    assert main(["run", "--profile", str(tiny_batch.profile), "--out-dir", str(out_dir), "--only", "magnitude", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith(f"failed  {magnitude.directory}  {magnitude.label()}  ({error}; running it tries again)")
 
     assert main(common + ["--retry-failed"]) == 0
     assert magnitude.failure is None and magnitude.done

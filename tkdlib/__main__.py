@@ -157,7 +157,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: --only {args.only!r} selects {len(selected)} cells of {profile.name}; it must select exactly one{shown}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(f"{'done' if selected[0].done else 'todo'}  {selected[0].directory}  {selected[0].label()}")
+        cell = selected[0]
+        failure = None if cell.done else cell.failure
+        status = "done" if cell.done else "todo" if failure is None else "failed"
+        print(f"{status}  {cell.directory}  {cell.label()}" + ("" if failure is None else f"  ({failure}; running it tries again)"))
         return 0
     return _run_and_show(selected[0].config, out_dir, args.data_root, runtime)
 
