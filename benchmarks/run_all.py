@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "scoring_pass": ["--threads", "1"],
     "oneshot_vs_imp": [],
     "sparse_checkpoint": [],
+    "bf16_step": [],
 }
 
 

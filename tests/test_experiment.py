@@ -2,11 +2,18 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
+import torch
 
 from tkdlib import experiment
+from tkdlib.checkpoints import CheckpointHashError, digest_path
 from tkdlib.config import METHODS
+from tkdlib.io import sha256_of
+from tkdlib.models import build_model
+from tkdlib.sparse_checkpoint import load_sparse
 from tkdlib.experiment import Config, run
 from tkdlib.profile import available_profiles, load_profile
 
@@ -66,6 +73,62 @@ def test_finished_run_is_not_recomputed_and_checkpoints_are_shared(finished, mon
     assert len([path for path in checkpoints.glob("student-*.pt") if "-epoch" not in path.name]) == 1
 
 
+def test_record_names_the_sha256_of_every_checkpoint_it_used_and_made(finished):
+    config, out_dir, record = finished
+    digests = record["checkpoints"]["sha256"]
+    assert {"teacher", "dense", "retrained"} <= set(digests)
+    checkpoints = out_dir / "checkpoints"
+    for phase, pattern in (("teacher", "teacher-????????????.pt"), ("dense", "student-????????????.pt")):
+        (path,) = checkpoints.glob(pattern)
+        assert digests[phase] == sha256_of(path) == digest_path(path).read_text().strip()
+    retrained = out_dir / record["checkpoints"]["retrained"]
+    assert digests["retrained"] == sha256_of(retrained)
+    # The README's two lines load the pruned student of any record.
+    model = build_model(config.arch, 10)
+    model.load_state_dict(load_sparse(retrained))
+    dense = torch.load(out_dir / config.key() / "model.pt", weights_only=True)
+    assert all(torch.equal(value, dense[key]) for key, value in model.state_dict().items())
+
+
+def test_a_checkpoint_whose_bytes_do_not_match_its_sha256_stops_the_run_before_any_work(finished, tmp_path: Path):
+    _, out_dir, record = finished
+    copy = tmp_path / "runs"
+    shutil.copytree(out_dir, copy)
+    (teacher,) = (copy / "checkpoints").glob("teacher-????????????.pt")
+    with teacher.open("r+b") as handle:  # one byte changed, as a bad merge or a damaged disk would
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    magnitude = Config(**{**TINY, "method": "magnitude", "retrain_epochs": 0, "sparsity": 0.5})  # a run not yet made
+    with pytest.raises(CheckpointHashError, match=rf"{teacher.name} has sha256 \w+, but {teacher.name}.sha256 records {record['checkpoints']['sha256']['teacher']}.*git checkout"):
+        run(magnitude, copy)
+    assert not (copy / magnitude.key() / "record.json").exists()
+
+
+def test_a_lost_checkpoint_is_trained_again_as_a_new_lineage(finished, tmp_path: Path):
+    _, out_dir, record = finished
+    copy = tmp_path / "runs"
+    shutil.copytree(out_dir, copy)
+    (teacher,) = (copy / "checkpoints").glob("teacher-????????????.pt")
+    teacher.unlink()  # its sidecar stays: the digest it held is the old lineage
+    magnitude = Config(**{**TINY, "method": "magnitude", "retrain_epochs": 0, "sparsity": 0.5})
+    with pytest.warns(UserWarning, match="trained again.*new lineage"):
+        again = run(magnitude, copy)
+    assert again["checkpoints"]["sha256"]["teacher"] == sha256_of(teacher) != record["checkpoints"]["sha256"]["teacher"]
+    assert again["checkpoints"]["sha256"]["dense"] == record["checkpoints"]["sha256"]["dense"]
+
+
+def test_fields_added_later_change_no_existing_hash():
+    records = [json.loads(path.read_text()) for path in sorted((Path(__file__).parents[1] / "runs").glob("*/*/record.json"))]
+    assert len(records) > 100
+    for record in records:
+        assert Config.from_dict(record["config"]).key() == record["config_hash"]
+    floored = Config(sparsity=0.98, layer_floor=0.01)
+    assert floored.to_dict()["layer_floor"] == 0.01 and "layer_floor" not in Config(sparsity=0.98).to_dict()
+    assert floored.key() != Config(sparsity=0.98).key()
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
@@ -81,6 +144,7 @@ def test_finished_run_is_not_recomputed_and_checkpoints_are_shared(finished, mon
         ("retrain_epochs", -1, "retrain_epochs"),
         ("teacher_epochs", 1.5, "teacher_epochs"),
         ("lr", "1e-3", "lr"),
+        ("layer_floor", 1.0, "layer_floor"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):
@@ -117,6 +181,15 @@ def test_bad_profiles_are_rejected(tmp_path):
     bad.write_text('[config]\nlr = "1e-3"\n')
     with pytest.raises(ValueError, match="lr"):
         load_profile(bad)
+    bad.write_text('precision = "fp8"\n[config]\n')
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_profile(bad)
+
+
+def test_a_profile_states_how_its_cells_train():
+    assert load_profile("cpu").runtime().precision == "fp32"  # its records were trained in float32
+    assert load_profile("cpu-bf16").runtime(device="cpu").precision == "bf16"
+    assert load_profile("cpu").runtime(device="cpu", precision="bf16").precision == "bf16"  # a flag overrides it
 
 
 def test_profile_grids_are_a_union_without_duplicates(tmp_path):

@@ -1,4 +1,5 @@
-"""A batch killed with SIGKILL at random points resumes to the same records as an uninterrupted one."""
+"""A batch killed with SIGKILL at random points, or in the middle of a multi-epoch phase, resumes
+to the same records and weights as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tkdlib.experiment import load_record
+from tkdlib.sparse_checkpoint import load_sparse
 
 from conftest import TINY_PROFILE
 
 TRIALS = 3
 # What must not depend on interruptions: everything but wall times, timestamps and the code commit.
-VOLATILE = {"seconds", "finished_at", "environment", "compute", "history"}
+# The checkpoints' digests are volatile too: a checkpoint file keeps its training's wall seconds.
+VOLATILE = {"seconds", "finished_at", "environment", "compute", "history", "checkpoints"}
 
 
 def batch(profile: Path, out_dir: Path) -> subprocess.Popen:
@@ -65,3 +69,71 @@ def test_killed_batches_resume_to_the_uninterrupted_records(tmp_path):
                 a = torch.load(reference_dir / name / file, weights_only=True)
                 b = torch.load(out_dir / name / file, weights_only=True)
                 assert all(torch.equal(a[k], b[k]) for k in a), f"trial {trial}: {name}/{file} differs"
+
+
+# One cell whose teacher, dense student and retraining each take three epochs of four batches.
+MULTI_EPOCH_PROFILE = """
+description = "one cell with multi-epoch phases"
+[config]
+dataset = "cifar10-sample"
+arch = "resnet20"
+teacher_arch = "resnet20"
+batch_size = 64
+train_subset = 256
+teacher_epochs = 3
+student_epochs = 3
+guide_epochs = 0
+retrain_epochs = 3
+score_batches = 1
+calibration_batches = 1
+[[grid]]
+method = ["magnitude"]
+sparsity = [0.8]
+"""
+
+
+@pytest.fixture(scope="module")
+def multi_epoch_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The profile file and the out_dir of its uninterrupted batch."""
+    root = tmp_path_factory.mktemp("multi-epoch")
+    profile = root / "multi.toml"
+    profile.write_text(MULTI_EPOCH_PROFILE)
+    assert batch(profile, root / "reference").wait() == 0
+    return profile, root / "reference"
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize(
+    ("partial", "finished"),
+    [
+        ("checkpoints/student-*.partial.pt", "checkpoints/student-????????????.pt"),
+        ("checkpoints/teacher-*.partial.pt", "checkpoints/teacher-????????????.pt"),
+        ("*/partial/*.pt", "*/record.json"),
+    ],
+    ids=["dense-student", "teacher", "retraining"],
+)
+def test_a_kill_in_the_middle_of_a_multi_epoch_phase_resumes_bit_for_bit(tmp_path, multi_epoch_reference, partial, finished):
+    profile, reference_dir = multi_epoch_reference
+    out_dir = tmp_path / "killed"
+    process = batch(profile, out_dir)
+    deadline = time.perf_counter() + 300
+    while not list(out_dir.glob(partial)):  # the phase's state after its first epoch
+        assert process.poll() is None and time.perf_counter() < deadline, f"the batch never saved {partial}"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not list(out_dir.glob(finished)), "the kill came after the phase had finished: the test proves nothing"
+    state = torch.load(next(out_dir.glob(partial)), weights_only=True)
+    assert 1 <= len(state["history"]) < 3  # killed between epochs of the phase
+    assert batch(profile, out_dir).wait() == 0
+
+    (run,) = [path.parent.name for path in reference_dir.glob("*/record.json")]
+    assert stable(json.loads((out_dir / run / "record.json").read_text())) == stable(json.loads((reference_dir / run / "record.json").read_text()))
+    for pattern in ("checkpoints/teacher-????????????.pt", "checkpoints/student-????????????.pt"):
+        (expected,), (resumed,) = reference_dir.glob(pattern), out_dir.glob(pattern)
+        assert all(torch.equal(value, _weights(resumed)[key]) for key, value in _weights(expected).items()), pattern
+    expected, resumed = load_sparse(reference_dir / "checkpoints/sparse" / f"{run}.pt"), load_sparse(out_dir / "checkpoints/sparse" / f"{run}.pt")
+    assert expected.keys() == resumed.keys() and all(torch.equal(expected[key], resumed[key]) for key in expected)

@@ -1,4 +1,4 @@
-"""Which kind of machine a record names, and when two kinds repeat each other's training."""
+"""Which kind of machine a record names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from tkdlib.machine import cpu_identity, describe, machine_kind, same_kind
+from tkdlib.machine import cpu_identity, describe, machine_kind
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -41,12 +41,3 @@ def test_describe_names_what_the_record_kept():
     assert describe({"device": "NVIDIA H200", "cpu_model": "AMD EPYC"}) == "NVIDIA H200"
 
 
-def test_same_kind_compares_the_fields_both_name():
-    here = machine_kind({"device": "cpu", "cpu_model": "AMD EPYC", "cpu_family": 23, "cpu_model_number": 49, "cpu_capability": "AVX2", "threads": 2})
-    assert here == {"device": "cpu", "cpu_model": "AMD EPYC", "cpu_family": "23", "cpu_model_number": "49", "cpu_capability": "AVX2"}
-    older_record = machine_kind({"device": "cpu", "cpu_model": "AMD EPYC", "cpu_capability": "AVX2", "cpu_family": None})
-    assert same_kind(older_record, here) is True  # it predates the family: what it names agrees
-    assert same_kind({**older_record, "cpu_capability": "AVX512"}, here) is False  # same name, other kernels
-    assert same_kind({**here, "cpu_model_number": "1"}, here) is False
-    assert same_kind({**here, "device": "NVIDIA H200"}, here) is False
-    assert same_kind({"device": "cpu"}, here) is None  # names no CPU: cannot tell

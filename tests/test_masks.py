@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -180,3 +182,59 @@ def test_channels_last_weights_stay_zero_and_the_held_mask_shares_their_layout()
     for name, keep in mask.items():
         assert torch.all(parameters[name][~keep] == 0) and torch.all(parameters[name].grad[~keep] == 0), name
         assert torch.any(parameters[name][keep] != 0), name
+
+
+# The per-layer floor: a layer whose weights score low keeps its best ones; k stays exact.
+FLOOR_SHAPES = {"wide.weight": (40, 10), "narrow.weight": (6, 5), "tiny.weight": (3,)}
+
+
+def _scores_with_a_weak_layer(seed: int, weakness: float) -> dict[str, torch.Tensor]:
+    """Random scores in which ``narrow`` scores `weakness` times lower than the others."""
+    scores = random_scores(seed, FLOOR_SHAPES)
+    return {**scores, "narrow.weight": scores["narrow.weight"] * weakness}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    sparsity=st.floats(0.5, 0.98),
+    layer_floor=st.floats(0.001, 0.05),
+    seed=st.integers(0, 10_000),
+    weakness=st.sampled_from([1.0, 0.1, 1e-4]),
+    tie=st.booleans(),
+)
+def test_layer_floor_keeps_exactly_k_and_no_layer_empty(sparsity, layer_floor, seed, weakness, tie):
+    scores = _scores_with_a_weak_layer(seed, weakness)
+    if tie:
+        scores = {name: (score * 4).floor() for name, score in scores.items()}
+    total = sum(score.numel() for score in scores.values())
+    floors = sum(min(score.numel(), max(1, math.ceil(layer_floor * score.numel()))) for score in scores.values())
+    if floors > round((1 - sparsity) * total):
+        with pytest.raises(ValueError, match="lower the floor or the sparsity"):
+            global_mask(scores, sparsity, layer_floor=layer_floor)
+        return
+    mask = global_mask(scores, sparsity, layer_floor=layer_floor)
+    assert mask.kept == round((1 - sparsity) * total)
+    for layer in mask.layer_report():
+        assert layer["kept"] >= min(layer["total"], max(1, math.ceil(layer_floor * layer["total"])))
+    plain = global_mask(scores, sparsity, allow_layer_collapse=True)
+    if all(layer["kept"] >= max(1, math.ceil(layer_floor * layer["total"])) for layer in plain.layer_report()):
+        assert all(torch.equal(mask[name], plain[name]) for name in scores)  # nobody under the floor: today's mask
+
+
+def test_layer_floor_keeps_a_layers_best_weights_and_the_global_best_elsewhere():
+    scores = _scores_with_a_weak_layer(0, 1e-4)
+    with pytest.raises(LayerCollapseError, match="layer_floor"):
+        global_mask(scores, 0.9)  # narrow's 30 weights all rank below the 43 kept
+    mask = global_mask(scores, 0.9, layer_floor=0.05)  # narrow keeps ceil(0.05 · 30) = 2, its best two
+    narrow = scores["narrow.weight"]
+    assert mask["narrow.weight"].sum() == 2 and torch.equal(mask["narrow.weight"], narrow >= narrow.flatten().topk(2).values.min())
+    others = torch.cat([scores[name].flatten() for name in ("wide.weight", "tiny.weight")])
+    kept = torch.cat([mask[name].flatten() for name in ("wide.weight", "tiny.weight")])
+    assert others[kept].min() > others[~kept].max()  # the rest is the global ranking
+
+
+def test_a_floor_above_what_the_sparsity_leaves_is_refused():
+    with pytest.raises(ValueError, match="lower the floor or the sparsity"):
+        global_mask(_scores_with_a_weak_layer(0, 1e-4), 0.99, layer_floor=0.5)
+    with pytest.raises(ValueError, match=r"layer_floor .* \[0, 1\)"):
+        global_mask(random_scores(0, FLOOR_SHAPES), 0.9, layer_floor=1.0)

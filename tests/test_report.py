@@ -47,7 +47,8 @@ def _records(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {"method": m, "sparsity": s, "seed": 0, "variant": "", "acc_retrained": a, "acc_teacher": 0.9, "acc_dense": 0.85,
-             "total_images": 1000 * (5 if m == "imp" else 1), "total_flops": 2e12 * (6 if m == "imp" else 1)}
+             "total_images": 1000 * (5 if m == "imp" else 1), "total_flops": 2e12 * (6 if m == "imp" else 1),
+             "teacher_sha256": None, "dense_sha256": None}
             for m, s, a in rows
         ]
     )
@@ -353,6 +354,15 @@ def test_per_seed_refuses_runs_of_one_seed_that_used_different_teachers():
     records.loc[1, "acc_teacher"] = 0.88  # a retrained teacher that came out different
     with pytest.raises(ValueError, match=r"seed 0 disagree on acc_teacher \(88.00%, 90.00%\)"):
         headline(records)
+
+
+def test_per_seed_groups_runs_by_the_sha256_of_their_checkpoints():
+    records = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)]).assign(teacher_sha256="a" * 64, dense_sha256="b" * 64)
+    records.loc[1, "acc_teacher"] = 0.9001  # one checkpoint, evaluated on another machine: still one lineage
+    assert per_seed(records, "acc_teacher").to_dict() == {0: 0.9}
+    records.loc[1, "dense_sha256"] = "c" * 64  # the dense student was lost and trained again
+    with pytest.raises(ValueError, match=r"seed 0 used different dense checkpoints \(sha256 bbbbbbbbbbbb, cccccccccccc…\)"):
+        per_seed(records, "acc_dense")
 
 
 def test_failed_runs_lists_each_failed_record_with_its_seed_and_error(tmp_path: Path):

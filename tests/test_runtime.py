@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from tkdlib import runtime
 from tkdlib.__main__ import main
 from tkdlib.masks import Mask
 from tkdlib.runtime import CPU, Runtime
@@ -14,9 +17,18 @@ needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the
 
 
 @needs_no_cuda
-def test_default_runtime_is_the_cpu_in_float32_without_cuda():
+def test_default_runtime_on_the_cpu_is_bf16_where_the_processor_has_it_else_float32(monkeypatch):
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: False)
     assert Runtime().resolved() == CPU
     assert CPU.describe() == {"device": "cpu", "precision": "fp32", "compile": False, "world_size": 1}
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: True)
+    assert Runtime().resolved() == Runtime("cpu", "bf16")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the processor's flags from /proc/cpuinfo")
+def test_native_bf16_is_what_the_processor_flags_say():
+    flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split())
+    assert runtime.native_cpu_bf16() == bool({"avx512_bf16", "amx_tile", "amx_bf16"} & flags)
 
 
 @needs_no_cuda

@@ -117,16 +117,17 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto (CUDA if available, else cpu), cpu, cuda or cuda:N (default: auto)")
     group.add_argument(
         "--precision",
-        default="auto",
+        default=None,
         choices=PRECISIONS,
-        help="training autocast: auto = fp32 on the CPU, bf16 on CUDA (fp16 where bf16 is unsupported)",
+        help="training autocast (default: the profile's precision for run, auto for prune): auto = bf16 on a CPU with native "
+        "bf16 (AVX512-BF16 or AMX), else fp32; bf16 on CUDA (fp16 where bf16 is unsupported)",
     )
     group.add_argument("--compile", action="store_true", help="train through torch.compile")
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
     """The runtime the flags ask for, resolved (a `ValueError` says what this machine cannot do)."""
-    return Runtime(args.device, args.precision, args.compile).resolved()
+    return Runtime(args.device, args.precision or "auto", args.compile).resolved()
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -146,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     """Select exactly one cell of a profile (exit 2 saying why not), run it, print where its files are."""
     try:
         profile = load_profile(args.profile)
-        runtime = _runtime(args)
+        runtime = profile.runtime(args.device, args.precision, args.compile)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     batch.add_argument(
         "--dry-run", action="store_true",
-        help="list the cells (of the shard): done, failed (with the error), todo, or elsewhere (their checkpoint must be trained again and only another kind of machine repeats it)",
+        help="list the cells (of the shard): done, failed (with the error) or todo",
     )
     batch.add_argument("--retry-failed", action="store_true", help="run again the cells whose record says they failed (skipped otherwise)")
     what_runs = batch.add_mutually_exclusive_group()

@@ -28,7 +28,7 @@ from torch import nn
 
 from tkdlib.config import Config
 from tkdlib.losses import DistillationLoss, measure_gamma
-from tkdlib.masks import Mask, global_mask, prunable_parameters, validate_sparsity
+from tkdlib.masks import Mask, global_mask, prunable_parameters, validate_layer_floor, validate_sparsity
 from tkdlib.scoring import METHODS, ScoringInputs, model_restored, score
 from tkdlib.train import Batches, Distill, Objective, Schedule, cross_entropy, fit
 
@@ -54,6 +54,7 @@ def prune(
     calibration_batches: int = Config.calibration_batches,
     weight_decay: float = Config.weight_decay,
     allow_layer_collapse: bool = False,
+    layer_floor: float = 0.0,
     seed: int = 0,
     progress: bool = False,
 ) -> Mask:
@@ -75,9 +76,12 @@ def prune(
     alpha, temperature, gamma, normalize_logits: the loss α · CA-KLD + (1 − α) · CE
     (`tkdlib.losses.DistillationLoss`); gamma None measures the teacher's confidence over
     `calibration_batches` batches. allow_layer_collapse: let a layer lose every weight instead of
-    raising `tkdlib.masks.LayerCollapseError`. seed: for ``random`` scores.
+    raising `tkdlib.masks.LayerCollapseError`. layer_floor: every layer keeps at least this
+    fraction of its weights (its highest-scoring ones; 0 = off, see `tkdlib.masks.global_mask`).
+    seed: for ``random`` scores.
     """
     validate_sparsity(sparsity)
+    validate_layer_floor(layer_floor)
     if method not in METHODS:
         raise ValueError(
             f"Unknown method {method!r}; choose one of {', '.join(METHODS)} "
@@ -101,7 +105,7 @@ def prune(
     if guide_epochs > 0:
         fit(student, batches, guide, distill, phase="guide", progress=progress)
     inputs = ScoringInputs(student, parameters, batches, score_batches, distill, sparsity, tuple(x.shape[1:]), seed)
-    mask = global_mask(score(method, inputs), sparsity, allow_layer_collapse=allow_layer_collapse)
+    mask = global_mask(score(method, inputs), sparsity, allow_layer_collapse=allow_layer_collapse, layer_floor=layer_floor)
     mask.apply(student)
     return mask
 

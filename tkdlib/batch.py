@@ -6,10 +6,9 @@ whose record says it failed is skipped too (it would fail the same way: a layer 
 non-finite loss), unless the batch is told to retry failed cells. After the cells, the summary
 notebooks (`SUMMARY_NOTEBOOKS`) are executed into ``book/generated/<profile>/`` for the book. A
 job array splits a profile with shards (``--shard I/N``): each job runs every N-th cell, then the
-summary notebooks over whatever records exist so far. A cell stopped by
-`CheckpointNotReproducedError` (this machine cannot repeat the training of a shared teacher or
-dense student that finished records were made with) stays to do, and so do the later cells that
-need that checkpoint; the cells of other teachers and dense students (another seed) still run.
+summary notebooks over whatever records exist so far. Cells train in the profile's precision
+(`Profile.runtime`). A cell stopped by `tkdlib.checkpoints.CheckpointHashError` (a committed
+checkpoint whose bytes do not match its sha256) writes no record and stays to do.
 """
 
 from __future__ import annotations
@@ -25,11 +24,8 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from tkdlib.io import atomic_write
-from tkdlib.experiment import Config, finished_records, load_record, read_record, run, run_dir
-from tkdlib.machine import this_machine
+from tkdlib.experiment import Config, load_record, read_record, run, run_dir
 from tkdlib.profile import Profile, load_profile
-from tkdlib.reproducibility import CheckpointNotReproducedError, missing_checkpoints, needs_another_machine
-from tkdlib.runtime import Runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -74,24 +70,13 @@ def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None 
     return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
 
 
-def _print_cells(selected: list[Cell], root: Path) -> None:
+def _print_cells(selected: list[Cell]) -> None:
     """One line per cell: ``done``; ``failed`` when its record says it failed (a batch skips it
-    unless told to retry failed cells), with the error; ``elsewhere`` for a cell this machine
-    cannot run (its teacher or dense student must be trained again, and every record that used it
-    ran on another kind of machine: `tkdlib.reproducibility.needs_another_machine`); else
-    ``todo``. Then why the cells are elsewhere, once."""
-    records = finished_records(root)
-    here = this_machine(Runtime().resolved().describe()["device"])
-    reasons: dict[Path, str] = {}
+    unless told to retry failed cells), with the error; else ``todo``."""
     for cell in selected:
         failure = None if cell.done else cell.failure
-        reason = None if cell.done or failure else needs_another_machine(cell.config, root, records, here)
-        status = "done" if cell.done else "failed" if failure else "todo" if reason is None else "elsewhere"
+        status = "done" if cell.done else "failed" if failure else "todo"
         print(f"{status:9} {cell.directory.name}  {cell.label()}" + (f"  ({_last_line(failure)})" if failure else ""))
-        if reason is not None:
-            reasons[cell.directory] = reason
-    if reasons:
-        print(f"{len(reasons)} cell(s) elsewhere, for instance: {next(iter(reasons.values()))}")
 
 
 def _last_line(text: str) -> str:
@@ -201,10 +186,7 @@ def run_batch(
     example notebooks (`EXAMPLE_NOTEBOOKS`) are also executed into `book_dir`, once. With
     `run_cells` false no cell runs: only the summary notebooks are executed over the records that
     exist (how the book renders a profile whose missing cells need data or hours it does not have).
-    Cells whose record says they failed are skipped unless `retry_failed`. A cell stopped by
-    `CheckpointNotReproducedError` counts as a failure and writes no record; the later cells that
-    need the same missing checkpoint are not attempted (listed as not run), the others run. A
-    profile that does not load, or an `only` that selects no cell, raises `ValueError` before any
+    Cells whose record says they failed are skipped unless `retry_failed`. A profile that does not load, or an `only` that selects no cell, raises `ValueError` before any
     work.
     """
     if not (run_cells or notebooks):
@@ -222,30 +204,21 @@ def run_batch(
         todo = shard(todo, *shard_of)
         print(f"shard {shard_of[0]}/{shard_of[1]}: {len(todo)} of {selected} cells")
     if dry_run:
-        _print_cells(todo, root)
+        _print_cells(todo)
         return 0
     failures: list[str] = []
     not_run: list[str] = []
-    unreproduced: set[Path] = set()  # shared checkpoints that this machine did not train again as the records did
     for cell in tqdm(todo if run_cells else [], desc=f"batch {profile.name}", unit="run"):
         if cell.done:
             continue
         if not retry_failed and cell.failure is not None:
             not_run.append(f"{cell.label()}: it failed before ({_last_line(cell.failure)}); --retry-failed runs it again")
             continue
-        needed = set(missing_checkpoints(cell.config, root).values())
-        if needed & unreproduced:
-            not_run.append(f"{cell.label()}: it needs the teacher or dense student of a cell that this machine could not train again (see FAILED)")
-            continue
-        try:
-            if notebooks:
-                parameters = notebook_parameters(profile, cell, root, data_root)
-                failures += _attempt(cell.label(), cell.directory, execute, "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
-            else:
-                failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root)
-        except CheckpointNotReproducedError as error:
-            unreproduced |= set(missing_checkpoints(cell.config, root).values())  # those trained here before it stopped are on disk
-            failures.append(f"{cell.label()}: {error}")
+        if notebooks:
+            parameters = notebook_parameters(profile, cell, root, data_root)
+            failures += _attempt(cell.label(), cell.directory, execute, "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
+        else:
+            failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root, False, profile.runtime())
     summary = {"profile": profile.reference, "out_dir": _shown(root)}
     for name in SUMMARY_NOTEBOOKS if notebooks else ():
         output = book_dir / profile.name / f"{name}.ipynb"
@@ -263,16 +236,10 @@ def run_batch(
 
 
 def _attempt(label: str, output: Path, work: Callable[..., object], *arguments: object) -> list[str]:
-    """Call `work(*arguments)`; on failure return one line saying where to look (`output`), instead
-    of raising, except for `CheckpointNotReproducedError`, raised again (also when papermill reports
-    it from the notebook's kernel) for the batch to hold back the cells that need that checkpoint."""
+    """Call `work(*arguments)`; on failure return one line saying where to look (`output`) instead of raising."""
     try:
         work(*arguments)
-    except CheckpointNotReproducedError:
-        raise
     except Exception as error:  # papermill's errors carry the failing cell; the executed notebook keeps it
-        if getattr(error, "ename", None) == CheckpointNotReproducedError.__name__:
-            raise CheckpointNotReproducedError(f"{getattr(error, 'evalue', '')} (see {output})") from None
         return [f"{label}: {_last_line(str(error)) or type(error).__name__} (see {output})"]
     return []
 

@@ -1,7 +1,9 @@
 """`Config`: everything that determines a run's result, validated before any work starts.
 
 A config is identified by a short hash of its canonical JSON (sorted keys); shared checkpoints
-(teacher, dense student) are identified by the hash of the fields they depend on.
+(teacher, dense student) are identified by the hash of the fields they depend on. Fields added
+after records existed (`LATER_FIELDS`) are left out of that JSON while they hold their default,
+so adding one changes no existing run's hash.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tkdlib import data as datasets
-from tkdlib.masks import validate_sparsity
+from tkdlib.masks import validate_layer_floor, validate_sparsity
 from tkdlib.models import ARCHITECTURES
 from tkdlib.scoring import METHODS as SCORING_METHODS
 
@@ -59,6 +61,7 @@ class Config:
     prune_first_layer: bool = True
     prune_classifier: bool = True
     allow_layer_collapse: bool = False
+    layer_floor: float = 0.0  # fraction of each layer's weights always kept (0 = off; tkdlib.masks.global_mask)
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, datasets.DATASET_NAMES)
@@ -66,6 +69,7 @@ class Config:
         _check_choice("teacher_arch", self.teacher_arch, (*ARCHITECTURES, SELF_TEACHER))
         _check_choice("method", self.method, METHODS)
         validate_sparsity(self.sparsity)
+        validate_layer_floor(self.layer_floor)
         for name in ("teacher_epochs", "student_epochs", "guide_epochs", "retrain_epochs", "rewind_epoch", "seed"):
             _check_int(name, getattr(self, name), minimum=0)
         for name in ("batch_size", "score_batches", "calibration_batches"):
@@ -98,7 +102,9 @@ class Config:
         return ITERATIVE_DEFAULT_ROUNDS if self.method in ("imp", "colt") else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, except the `LATER_FIELDS` that hold their default."""
+        values = dataclasses.asdict(self)
+        return {name: value for name, value in values.items() if name not in LATER_FIELDS or value != LATER_FIELDS[name]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
@@ -111,10 +117,14 @@ class Config:
     def key(self, fields: tuple[str, ...] | None = None) -> str:
         """Short hash (12 hex digits) of the canonical JSON of `fields` (all fields when None)."""
         values = self.to_dict()
-        chosen = values if fields is None else {name: values[name] for name in fields}
+        chosen = values if fields is None else {name: values[name] for name in fields if name in values}
         canonical = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
+
+# Fields added after run records existed, with their defaults: left out of `Config.to_dict` (and so
+# of every hash and record) at these values.
+LATER_FIELDS: dict[str, Any] = {"layer_floor": 0.0}
 
 # The config fields each shared checkpoint depends on.
 _DATA_FIELDS = ("dataset", "seed", "batch_size", "train_subset", "weight_decay", "lr")

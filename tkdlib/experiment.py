@@ -40,16 +40,16 @@ from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
-from tkdlib.machine import cpu_identity, this_machine
-from tkdlib.reproducibility import CHECKPOINTS, CheckpointNotReproducedError, RecordedTraining, checkpoint_path
+from tkdlib.checkpoints import CHECKPOINTS, CheckpointHashError, checkpoint_path, record_sha256, sparse_model_path, verified_sha256
+from tkdlib.machine import cpu_identity
 from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
+from tkdlib.sparse_checkpoint import save_sparse
 from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
 __all__ = ["Config", "RECORD_NAME", "finished_records", "load_record", "read_record", "run", "run_dir"]
 
 RECORD_NAME = "record.json"
 PARTIAL_DIR = "partial"  # per-epoch training states of an unfinished run (removed once it finishes)
-SNAPSHOT_EPOCHS = (0, 1, 2, 3)  # dense-student epochs kept for rewinding (others are recomputed)
 
 
 def run_dir(config: Config, out_dir: str | Path) -> Path:
@@ -138,22 +138,26 @@ class _Data:
 
 class _Checkpoints:
     """Shared checkpoints in ``<out_dir>/checkpoints``: the trained teacher and dense student
-    (state, training cost and history), and early-epoch snapshots of the dense student. Rank 0
-    writes them; every rank reads them."""
+    (state, training cost and history) and the dense student's snapshots at the epochs runs rewind
+    to, each checked against its sha256 before use (`tkdlib.checkpoints`). Rank 0 writes them;
+    every rank reads them. `digests` collects the sha256 of each checkpoint used, by name."""
 
     def __init__(self, folder: Path, config: Config, data: _Data, runtime: Runtime, progress: bool) -> None:
         self.folder, self.config, self.data, self.runtime, self.progress = folder, config, data, runtime, progress
         self.student_path = checkpoint_path(folder, config, "dense")
+        self.snapshots = tuple(sorted({0, config.rewind_epoch}))  # the initialization and the rewind point
+        self.digests: dict[str, str] = {}
 
     def build(self, arch: str, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         return self.runtime.prepare(build_model(arch, self.data.train.num_classes))
 
     def teacher(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
-        return self._trained(checkpoint_path(self.folder, self.config, "teacher"), self.config.teacher_arch, self.config.seed, "teacher", self.config.teacher_epochs)
+        path = checkpoint_path(self.folder, self.config, "teacher")
+        return self._trained("teacher", path, self.config.teacher_arch, self.config.seed, self.config.teacher_epochs)
 
     def student(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
-        return self._trained(self.student_path, self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, SNAPSHOT_EPOCHS)
+        return self._trained("dense", self.student_path, self.config.arch, self.config.seed + 1, self.config.student_epochs, self.snapshots)
 
     def pruned_path(self) -> Path:
         """Where the guided, scored and masked student of this config is kept (one-shot methods)."""
@@ -164,20 +168,23 @@ class _Checkpoints:
 
     def dense_state(self, epoch: int) -> dict[str, torch.Tensor]:
         """The dense student's state after `epoch` epochs of its training (0 = initialization);
-        a snapshot not kept is recomputed by training again (deterministic on the CPU)."""
+        a snapshot not kept is recomputed by training again (deterministic on one machine)."""
         if epoch == self.config.student_epochs:
             return self.student()[0].state_dict()
-        state = load_checkpoint(self.snapshot_path(epoch))
-        if state is None:
+        path = self.snapshot_path(epoch)
+        if not path.is_file():
             self._train(self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, (epoch,))
-            state = load_checkpoint(self.snapshot_path(epoch))
-        return state
+        self.digests[f"dense_epoch{epoch}"] = verified_sha256(path)
+        return load_checkpoint(path)
 
     def _trained(
-        self, path: Path, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...] = ()
+        self, phase: str, path: Path, arch: str, seed: int, epochs: int, snapshots: tuple[int, ...] = ()
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
-        saved = load_checkpoint(path)
-        if saved is not None:
+        """The `phase` checkpoint at `path`, verified against its sha256, or trained now (resuming
+        from its per-epoch state, ``<name>.partial.pt``) and saved with its digest."""
+        if path.is_file():
+            self.digests[phase] = verified_sha256(path)
+            saved = load_checkpoint(path)
             model = self.build(arch, seed)
             model.load_state_dict(saved["state_dict"])
             return model, PhaseCost(**saved["cost"]), saved["history"]
@@ -185,31 +192,30 @@ class _Checkpoints:
         model, cost, history = self._train(arch, seed, phase, epochs, snapshots, partial)
         save_shared(path, {"state_dict": model.state_dict(), "cost": dataclasses.asdict(cost), "history": history})
         if rank() == 0:
+            self.digests[phase] = record_sha256(path)
             partial.unlink(missing_ok=True)
         return model, cost, history
 
     def _train(
         self, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...], partial: Path | None = None
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
-        """Train `arch` from initialization `seed`; with `partial`, keep the training state there
-        after every epoch and resume from it (a killed teacher training loses one epoch at most).
-        Stops with `CheckpointNotReproducedError` before the first epoch when the finished records
-        of the out_dir that kept this checkpoint's training all ran on another kind of machine, else
-        at the first epoch whose loss differs from theirs (`RecordedTraining`)."""
-        here = this_machine(self.runtime.describe()["device"])
-        recorded = RecordedTraining.find(finished_records(self.folder.parent), self.config, phase, self.folder.parent, here)
-        if recorded is not None:
-            recorded.check_machine()
+        """Train `arch` from initialization `seed`, saving the dense snapshots at the `snapshots`
+        epochs (with their digests); with `partial`, keep the whole training state there after
+        every epoch and resume from it, so a killed training loses one epoch at most."""
         model = self.build(arch, seed)
 
+        def save_snapshot(epoch: int, trained: nn.Module) -> None:
+            path = self.snapshot_path(epoch)
+            save_shared(path, trained.state_dict())
+            if rank() == 0:
+                record_sha256(path)
+
         def after_epoch(entry: dict[str, Any], trained: nn.Module) -> None:
-            if recorded is not None:
-                recorded.check(entry)
             if entry["epoch"] in snapshots:
-                save_shared(self.snapshot_path(entry["epoch"]), trained.state_dict())
+                save_snapshot(entry["epoch"], trained)
 
         if 0 in snapshots:
-            save_shared(self.snapshot_path(0), model.state_dict())
+            save_snapshot(0, model)
         meter = ComputeMeter(forward_flops(model, self.data.input_shape), processes=world_size())
         meter.watch(model)
         schedule = Schedule(epochs, self.config.lr, weight_decay=self.config.weight_decay)
@@ -270,9 +276,11 @@ def run(
     the last finished epoch of the phase it was in (states under ``<run>/partial/``); its
     ``seconds.total`` then counts this process only and ``seconds.resumed`` is true, while
     ``compute`` counts every epoch once (a scoring pass repeated on resuming, in the iterative
-    variants, is counted again). A lost teacher or dense-student checkpoint is trained again;
-    when it does not reproduce the one the out_dir's finished records used (another kind of
-    processor), `CheckpointNotReproducedError` stops the run after that epoch, with no record.
+    variants, is counted again). A teacher or dense-student checkpoint on disk is used only if
+    its bytes match its sha256 (`tkdlib.checkpoints.CheckpointHashError` otherwise, before any
+    training); a missing one is trained again, a new lineage. The record names the digests of
+    the checkpoints it used and of its retrained student, saved sparse under
+    ``<out_dir>/checkpoints/sparse/`` (`tkdlib.checkpoints.sparse_model_path`).
     """
     runtime = (runtime or Runtime()).resolved()
     directory = run_dir(config, out_dir)
@@ -288,9 +296,9 @@ def run(
         _check_writable(directory)
         write_json(directory / "config.json", config.to_dict())
     try:
-        record = _execute(config, data, directory, Path(out_dir) / CHECKPOINTS, runtime, progress)
-    except CheckpointNotReproducedError:
-        raise  # not this run's failure but the machine's: the run has not happened, and stays to do
+        record = _execute(config, data, directory, Path(out_dir), runtime, progress)
+    except CheckpointHashError:
+        raise  # not this run's failure but a damaged file's: the run has not happened, and stays to do
     except Exception as error:
         if writes:
             write_json(directory / RECORD_NAME, {
@@ -336,10 +344,10 @@ def _environment(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path, runtime: Runtime, progress: bool) -> dict[str, Any]:
+def _execute(config: Config, data: _Data, directory: Path, out_dir: Path, runtime: Runtime, progress: bool) -> dict[str, Any]:
     """Every phase of one run; returns its record (without the wall time of the whole run).
-    Only rank 0 writes the mask and the model."""
-    checkpoints = _Checkpoints(checkpoint_dir, config, data, runtime, progress)
+    Only rank 0 writes the mask and the models."""
+    checkpoints = _Checkpoints(out_dir / CHECKPOINTS, config, data, runtime, progress)
     test_batches = data.test_batches()
     student, dense_cost, dense_history = checkpoints.student()
     if config.teacher_arch == SELF_TEACHER:
@@ -368,9 +376,12 @@ def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path,
     meter.remove()
     accuracy.update(outcome.accuracy)
     accuracy["retrained"] = evaluate(outcome.model, test_batches)
+    sparse_path = sparse_model_path(out_dir, config)
     if rank() == 0:
         outcome.mask.save(directory / "mask.pt")
         save_torch(directory / "model.pt", outcome.model.state_dict())
+        save_sparse(outcome.model, outcome.mask, sparse_path)
+        checkpoints.digests["retrained"] = record_sha256(sparse_path)
     parameters = prunable_parameters(outcome.model, config.prune_first_layer, config.prune_classifier)
     return {
         "status": "finished",
@@ -387,6 +398,7 @@ def _execute(config: Config, data: _Data, directory: Path, checkpoint_dir: Path,
             "layers": outcome.mask.layer_report(),
         },
         "compute": _compute_summary(meter, counted_phases(config)),
+        "checkpoints": {"sha256": checkpoints.digests, "retrained": sparse_path.relative_to(out_dir).as_posix()},
         "history": {"teacher": teacher_history, "dense": dense_history, **outcome.history},
         "data": {"train": data.train.source, "train_images": len(data.train), "test_images": len(data.test)},
         "environment": _environment(runtime),

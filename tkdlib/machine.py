@@ -1,4 +1,4 @@
-"""Which kind of machine trained a run, and whether two kinds repeat each other's training.
+"""Which kind of machine trained a run, as its record and the benchmarks name it.
 
 On the CPU, training repeats bit for bit only on the same kind of processor: torch picks its SIMD
 kernels by what the CPU supports (`torch.backends.cpu.get_cpu_capability`: ``AVX2``, ``AVX512``,
@@ -6,6 +6,8 @@ kernels by what the CPU supports (`torch.backends.cpu.get_cpu_capability`: ``AVX
 model name alone does not tell the kind: a virtual machine may call both an AVX2 part of x86
 family 23 (Zen 2) and an AVX512 part of family 25 just "AMD EPYC". The family and model numbers
 and torch's capability do, so a record's ``environment`` keeps all of them (`cpu_identity`).
+Shared checkpoints are committed files (`tkdlib.checkpoints`), so no run depends on repeating
+another machine's training; the machine is recorded to explain timings and small differences.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["KIND_FIELDS", "cpu_identity", "describe", "machine_kind", "same_kind", "this_machine"]
+__all__ = ["KIND_FIELDS", "cpu_identity", "describe", "machine_kind", "this_machine"]
 
 #: The ``environment`` fields of a record that say which kind of machine trained it.
 KIND_FIELDS = ("device", "cpu_model", "cpu_family", "cpu_model_number", "cpu_capability")
@@ -58,15 +60,6 @@ def describe(kind: Mapping[str, str]) -> str:
     details = [f"family {kind['cpu_family']}, model {kind['cpu_model_number']}"] if "cpu_family" in kind and "cpu_model_number" in kind else []
     details += [kind["cpu_capability"]] if "cpu_capability" in kind else []
     return kind["cpu_model"] + (f" ({', '.join(details)})" if details else "")
-
-
-def same_kind(recorded: Mapping[str, str], here: Mapping[str, str]) -> bool | None:
-    """Whether a record made on `recorded` (a `machine_kind`) ran on the kind of machine `here`
-    is: False when a field both name differs, True when none does, None when the record names no
-    CPU (then only training again can tell)."""
-    if "cpu_model" not in recorded:
-        return None
-    return all(here[field] == value for field, value in recorded.items() if field in here)
 
 
 def this_machine(device: str) -> dict[str, str]:

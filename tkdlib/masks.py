@@ -216,15 +216,22 @@ def global_mask(
     sparsity: float,
     exclude: Iterable[str] = (),
     allow_layer_collapse: bool = False,
+    layer_floor: float = 0.0,
 ) -> Mask:
     """Keep the k = round((1 − sparsity) · N) highest-scoring weights over all layers at once.
 
     scores: importance per weight, keyed by parameter name, each of the weight's shape (any
     memory format). Names in `exclude` are left out of the ranking and out of the mask (they stay
     dense and do not count in N). Exactly k weights are kept, ties included (`torch.topk`).
+
+    layer_floor: a fraction in [0, 1) (0 = off). When the global ranking would leave some layer of
+    n weights with fewer than ceil(layer_floor · n) of them (at least 1), every layer first keeps
+    that many of its own highest-scoring weights and the global ranking picks the rest, so exactly
+    k are still kept; where no layer falls under its floor the mask is the plain global one.
     Raises `LayerCollapseError` when a layer would keep no weight, unless `allow_layer_collapse`.
     """
     validate_sparsity(sparsity)
+    validate_layer_floor(layer_floor)
     excluded = set(exclude)
     unknown = excluded - set(scores)
     if unknown:
@@ -232,24 +239,55 @@ def global_mask(
     ranked = {name: score for name, score in scores.items() if name not in excluded}
     if not ranked:
         raise ValueError("No scores left to rank after the exclusions.")
-    flat = torch.cat([score.detach().reshape(-1).float().cpu() for score in ranked.values()])
+    parts = [score.detach().reshape(-1).float().cpu() for score in ranked.values()]
+    flat = torch.cat(parts)
     if not torch.isfinite(flat).all():
         bad = [name for name, score in ranked.items() if not torch.isfinite(score).all()]
         raise ValueError(f"scores contain NaN or inf in {bad}; the scoring pass diverged.")
     keep_count = round((1 - sparsity) * flat.numel())
-    keep_flat = torch.zeros(flat.numel(), dtype=torch.bool)
-    keep_flat[torch.topk(flat, keep_count, sorted=False).indices] = True
+    keep_flat = _top(flat, keep_count)
+    sizes = [part.numel() for part in parts]
+    if layer_floor > 0:
+        floors = [min(size, max(1, math.ceil(layer_floor * size))) for size in sizes]
+        if any(int(kept.sum()) < floor for kept, floor in zip(keep_flat.split(sizes), floors)):
+            keep_flat = _top_with_floors(parts, floors, keep_count, sparsity, layer_floor)
     masks: dict[str, torch.Tensor] = {}
-    for (name, score), part in zip(ranked.items(), keep_flat.split([s.numel() for s in ranked.values()])):
+    for (name, score), part in zip(ranked.items(), keep_flat.split(sizes)):
         masks[name] = part.reshape(score.shape).to(score.device)
     mask = Mask(masks)
     collapsed = [layer["name"] for layer in mask.layer_report() if layer["kept"] == 0]
     if collapsed and not allow_layer_collapse:
         raise LayerCollapseError(
             f"At sparsity {sparsity} these layers would keep no weight: {collapsed}. "
-            "Lower the sparsity, exclude those layers, or allow layer collapse explicitly."
+            "Lower the sparsity, exclude those layers, set a per-layer floor (layer_floor), or allow layer collapse explicitly."
         )
     return mask
+
+
+def validate_layer_floor(layer_floor: float) -> None:
+    """The per-layer floor must be a fraction in [0, 1) (0 = off)."""
+    if not isinstance(layer_floor, (int, float)) or isinstance(layer_floor, bool) or math.isnan(layer_floor) or not 0 <= layer_floor < 1:
+        raise ValueError(f"layer_floor is the fraction of each layer's weights always kept and must lie in [0, 1), got {layer_floor!r}")
+
+
+def _top(flat: torch.Tensor, count: int) -> torch.Tensor:
+    """Bool tensor of `flat`'s shape marking `count` of its largest entries (ties: `torch.topk`)."""
+    keep = torch.zeros(flat.numel(), dtype=torch.bool)
+    keep[torch.topk(flat, count, sorted=False).indices] = True
+    return keep
+
+
+def _top_with_floors(parts: list[torch.Tensor], floors: list[int], keep_count: int, sparsity: float, layer_floor: float) -> torch.Tensor:
+    """Each part (one layer's flat scores) keeps its `floors` highest entries; the `keep_count` −
+    Σ floors largest of the other entries, over all parts, are kept too. Returns the flat keep mask."""
+    if sum(floors) > keep_count:
+        raise ValueError(
+            f"layer_floor {layer_floor} keeps {sum(floors):,} weights, more than the {keep_count:,} that sparsity {sparsity} "
+            "leaves: lower the floor or the sparsity"
+        )
+    forced = torch.cat([_top(part, floor) for part, floor in zip(parts, floors)])
+    rest = torch.cat(parts).masked_fill(forced, -math.inf)
+    return forced | _top(rest, keep_count - sum(floors))
 
 
 class HeldMask:

@@ -75,7 +75,7 @@ class Workbench:
     def mask_from(self, scores: dict[str, torch.Tensor], sparsity: float, previous: Mask | None = None) -> Mask:
         """Global mask at `sparsity`; weights already pruned by `previous` stay pruned."""
         ranked = restrict_to(scores, previous) if previous is not None else scores
-        return global_mask(ranked, sparsity, allow_layer_collapse=self.config.allow_layer_collapse)
+        return global_mask(ranked, sparsity, allow_layer_collapse=self.config.allow_layer_collapse, layer_floor=self.config.layer_floor)
 
     def retrain(
         self,

@@ -1,7 +1,9 @@
 """Profiles: named experiment grids stored as TOML files in ``tkdlib/profiles/``.
 
 A profile file has a ``description``, an ``out_dir`` (where its runs live, relative to the
-working directory), a ``[config]`` table of `Config` fields shared by every cell, and one or
+working directory), a ``precision`` (how its cells train: ``auto``, ``fp32`` or ``bf16``; see
+`tkdlib.runtime.Runtime`; default ``auto``, so a profile whose records were trained in float32
+says ``fp32`` to keep new cells comparable), a ``[config]`` table of `Config` fields shared by every cell, and one or
 more ``[[grid]]`` tables of `Config` fields, each a list of values. Each grid is the product of
 its lists; the profile's cells are the union of its grids (duplicates once), so a main
 comparison and one-switch ablations live side by side.
@@ -16,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from tkdlib.experiment import Config
+from tkdlib.runtime import PRECISIONS, Runtime
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-_TOP_LEVEL_KEYS = {"description", "out_dir", "config", "grid"}
+_TOP_LEVEL_KEYS = {"description", "out_dir", "precision", "config", "grid"}
 # Fields every comparison varies; any other field that differs from the profile's base makes a
 # cell a *variant* (an ablation).
 COMPARED_FIELDS = ("method", "sparsity", "seed")
@@ -36,6 +39,11 @@ class Profile:
     base: dict[str, Any]
     grids: list[dict[str, list[Any]]]
     path: Path
+    precision: str = "auto"
+
+    def runtime(self, device: str = "auto", precision: str | None = None, compile: bool = False) -> Runtime:
+        """How the profile's cells execute: its `precision` unless `precision` is given (resolved)."""
+        return Runtime(device, precision or self.precision, compile).resolved()
 
     @property
     def reference(self) -> str:
@@ -77,6 +85,9 @@ def load_profile(name: str | Path) -> Profile:
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{path}: grid.{key} must be a non-empty list, got {values!r}")
-    profile = Profile(path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grids, path)
+    precision = raw.get("precision", "auto")
+    if precision not in PRECISIONS:
+        raise ValueError(f"{path}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    profile = Profile(path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grids, path, precision)
     profile.configs()  # validates every cell before any work starts
     return profile

@@ -107,6 +107,9 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "resumed": record["seconds"].get("resumed", False),  # records written before runs could resume lack it
         "data": record["data"]["train"],
         "device": record["environment"]["device"],
+        "precision": record["environment"].get("precision", "fp32"),  # records made before runtimes trained in fp32
+        # sha256 of the shared checkpoints the run used (records made before they were committed name none)
+        **{f"{phase}_sha256": record.get("checkpoints", {}).get("sha256", {}).get(phase) for phase in ("teacher", "dense")},
     }
 
 
@@ -119,17 +122,29 @@ def per_seed(records: pd.DataFrame, column: str) -> pd.Series:
     that seed shares: its teacher's (``acc_teacher``) or dense student's (``acc_dense``) accuracy.
     Averaging the column over runs instead would weight each seed by how many of its runs finished.
 
-    Raises ValueError when the runs of one seed disagree: their teacher or dense student was
-    retrained (its checkpoint lost) and came out different, so they are not one comparison."""
-    values = main_comparison(records).groupby("seed")[column]
-    disagree = values.nunique() > 1
+    Raises ValueError when the runs of one seed are not one lineage: they name different sha256
+    digests of their teacher or dense student (a checkpoint was lost and trained again), or, for
+    records made before the digests were recorded, disagree on `column`."""
+    main = main_comparison(records)
+    for phase in ("teacher", "dense"):
+        digests = main.groupby("seed")[f"{phase}_sha256"].nunique()
+        if (digests > 1).any():
+            seed = digests.idxmax()
+            found = ", ".join(sorted(digest[:12] for digest in main.loc[main["seed"] == seed, f"{phase}_sha256"].dropna().unique()))
+            raise ValueError(
+                f"the main-comparison runs of seed {seed} used different {phase} checkpoints (sha256 {found}…): "
+                "they are two lineages; compare within one, or give the new runs another seed or out_dir"
+            )
+    unrecorded = main[main["dense_sha256"].isna()].groupby("seed")[column]  # evaluated on other machines, maybe
+    disagree = unrecorded.nunique() > 1
     if disagree.any():
         seed = disagree.idxmax()
-        found = ", ".join(f"{value:.2%}" for value in sorted(values.get_group(seed).unique()))
+        found = ", ".join(f"{value:.2%}" for value in sorted(unrecorded.get_group(seed).unique()))
         raise ValueError(
             f"the main-comparison runs of seed {seed} disagree on {column} ({found}): their shared checkpoint "
             "was retrained differently; rerun the runs of one of those checkpoints, or give the new runs another seed"
         )
+    values = main.groupby("seed")[column]
     return values.first()
 
 

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from tkdlib.data import DatasetSpec, ImageArrays, TensorLoader, torchvision_loader
 from tkdlib.models import build_model
+from tkdlib.runtime import CPU, Runtime
 
 
 def loader_rate(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_batches: int, warmup: int = 1) -> float:
@@ -101,10 +102,13 @@ def random_batch(
     return x, torch.randint(0, num_classes, (batch_size,), device=device)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    """One SGD step: zero the gradients, forward, cross-entropy, backward, update."""
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, runtime: Runtime = CPU) -> None:
+    """One SGD step: zero the gradients, forward and cross-entropy under `runtime`'s autocast
+    (float32 by default), backward, update."""
     optimizer.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
+    with runtime.autocast():
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
     optimizer.step()
 
 

@@ -1,0 +1,97 @@
+"""Checkpoints as committed files, each identified by its sha256.
+
+A profile's out_dir keeps its shared checkpoints in ``<out_dir>/checkpoints/``: the teacher and
+the dense student of each seed (``teacher-<key>.pt``, ``student-<key>.pt``, keyed by the config
+fields they depend on) and the dense student's early-epoch snapshots that IMP and COLT rewind to;
+and, in ``checkpoints/sparse/<config hash>.pt``, every run's retrained pruned student saved sparse
+(`tkdlib.sparse_checkpoint`). Each file has a sidecar ``<file>.sha256`` holding its hex digest.
+They are committed with the records, so a fresh checkout uses the very weights the records were
+made with instead of training them again, and every record names the digests it used.
+
+Before a checkpoint is used its bytes are checked against its sidecar (`verified_sha256`): a
+mismatch is an error, never a silent retraining. A checkpoint that is missing is trained again;
+it gets a new digest, and the runs made from it form a new *lineage*, which the report keeps
+apart from the old one (`tkdlib.report.per_seed`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from tkdlib.config import SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
+from tkdlib.io import atomic_write, sha256_of
+
+__all__ = [
+    "CHECKPOINTS", "CheckpointHashError", "checkpoint_path", "digest_path", "missing_checkpoints", "record_sha256",
+    "sparse_model_path", "verified_sha256",
+]
+
+CHECKPOINTS = "checkpoints"  # the folder of an out_dir that holds its checkpoints
+SPARSE = "sparse"  # its subfolder of retrained pruned students, one per run, saved sparse
+PHASES = {"teacher": TEACHER_FIELDS, "dense": STUDENT_FIELDS}  # shared-checkpoint phase → config fields that key it
+FILE_PREFIX = {"teacher": "teacher", "dense": "student"}
+DIGEST_SUFFIX = ".sha256"
+
+
+class CheckpointHashError(ValueError):
+    """A checkpoint's bytes do not match the sha256 recorded beside it."""
+
+
+def checkpoint_path(folder: Path, config: Config, phase: str) -> Path:
+    """Where the shared `phase` (``teacher`` or ``dense``) checkpoint that `config` uses is kept
+    in `folder` (an out_dir's `CHECKPOINTS` folder)."""
+    return folder / f"{FILE_PREFIX[phase]}-{config.key(PHASES[phase])}.pt"
+
+
+def sparse_model_path(out_dir: str | Path, config: Config) -> Path:
+    """Where the retrained pruned student of `config`'s run under `out_dir` is kept, sparse."""
+    return Path(out_dir) / CHECKPOINTS / SPARSE / f"{config.key()}.pt"
+
+
+def missing_checkpoints(config: Config, out_dir: Path) -> dict[str, Path]:
+    """The shared checkpoints that `config` needs and that are not on disk in `out_dir`: phase
+    (``dense``, then ``teacher`` unless the teacher is the dense student itself) → its path."""
+    phases = ("dense",) if config.teacher_arch == SELF_TEACHER else ("dense", "teacher")
+    paths = {phase: checkpoint_path(out_dir / CHECKPOINTS, config, phase) for phase in phases}
+    return {phase: path for phase, path in paths.items() if not path.is_file()}
+
+
+def digest_path(path: Path) -> Path:
+    """The sidecar file holding `path`'s sha256."""
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def record_sha256(path: Path) -> str:
+    """Compute the sha256 of the checkpoint just written at `path` and store it in its sidecar;
+    returns it. A sidecar that held another digest (the checkpoint was lost and trained again)
+    is replaced, with a warning: runs made from the new file are a new lineage."""
+    digest = sha256_of(path)
+    sidecar = digest_path(path)
+    previous = sidecar.read_text().strip() if sidecar.is_file() else None
+    if previous not in (None, digest):
+        warnings.warn(
+            f"{path} was trained again: its sha256 is now {digest[:12]}…, not {previous[:12]}…; "
+            "runs made from it form a new lineage, which the report keeps apart from the old records", stacklevel=2,
+        )
+    with atomic_write(sidecar, "w") as handle:
+        handle.write(digest + "\n")
+    return digest
+
+
+def verified_sha256(path: Path) -> str:
+    """The sha256 of the checkpoint at `path`, checked against its sidecar before any use.
+
+    Raises `CheckpointHashError` naming both digests when they differ. A file without a sidecar
+    (written by an earlier version, or copied in by hand) gets one now."""
+    sidecar = digest_path(path)
+    if not sidecar.is_file():
+        return record_sha256(path)
+    expected = sidecar.read_text().strip()
+    actual = sha256_of(path)
+    if actual != expected:
+        raise CheckpointHashError(
+            f"{path} has sha256 {actual}, but {sidecar.name} records {expected}: the file was changed or damaged. "
+            f"Restore it (git checkout -- {path}), or delete both files to train it again as a new lineage."
+        )
+    return actual
