@@ -208,3 +208,10 @@ def test_profile_grids_are_a_union_without_duplicates(tmp_path):
 def test_every_bundled_profile_is_valid(name):
     profile = load_profile(name)
     assert profile.configs() and profile.description
+
+
+def test_a_later_field_varied_by_a_grid_is_a_variant(tmp_path):
+    path = tmp_path / "floor.toml"
+    path.write_text('[config]\ndataset = "cifar10"\n[[grid]]\nsparsity = [0.98]\nlayer_floor = [0.0, 0.005]\n')
+    profile = load_profile(path)
+    assert [profile.changes(config) for config in profile.configs()] == [{}, {"layer_floor": 0.005}]

@@ -11,6 +11,7 @@ comparison and one-switch ablations live side by side.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tomllib
 from dataclasses import dataclass
@@ -57,8 +58,8 @@ class Profile:
     def changes(self, config: Config) -> dict[str, Any]:
         """Fields of `config` that differ from the profile's base, other than method, sparsity and
         seed: empty for the main comparison, the ablation's switches otherwise."""
-        base = self.config().to_dict()
-        return {k: v for k, v in config.to_dict().items() if k not in COMPARED_FIELDS and v != base[k]}
+        base = dataclasses.asdict(self.config())
+        return {k: v for k, v in dataclasses.asdict(config).items() if k not in COMPARED_FIELDS and v != base[k]}
 
     def configs(self) -> list[Config]:
         """Every cell of every grid, in file order, each config once."""
