@@ -182,9 +182,11 @@ class _Checkpoints:
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         """The `phase` checkpoint at `path`, verified against its sha256, or trained now (resuming
         from its per-epoch state, ``<name>.partial.pt``) and saved with its digest."""
+        saved = None
         if path.is_file():
             self.digests[phase] = verified_sha256(path)
-            saved = load_checkpoint(path)
+            saved = load_checkpoint(path)  # None, with a warning, when the file does not load: trained again below
+        if saved is not None:
             model = self.build(arch, seed)
             model.load_state_dict(saved["state_dict"])
             return model, PhaseCost(**saved["cost"]), saved["history"]
