@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tkdlib import experiment
-from tkdlib.checkpoints import CheckpointHashError, digest_path
+from tkdlib.checkpoints import CheckpointHashError, checkpoint_path, digest_path
 from tkdlib.config import METHODS
 from tkdlib.io import sha256_of
 from tkdlib.models import build_model
@@ -117,6 +117,27 @@ def test_a_lost_checkpoint_is_trained_again_as_a_new_lineage(finished, tmp_path:
         again = run(magnitude, copy)
     assert again["checkpoints"]["sha256"]["teacher"] == sha256_of(teacher) != record["checkpoints"]["sha256"]["teacher"]
     assert again["checkpoints"]["sha256"]["dense"] == record["checkpoints"]["sha256"]["dense"]
+
+
+def test_one_teacher_seed_shares_one_teacher_across_seeds(finished, monkeypatch):
+    config, out_dir, record = finished
+    other_seed = Config(**{**TINY, "seed": 1, "teacher_seed": config.seed, "method": "magnitude", "retrain_epochs": 0})
+    assert checkpoint_path(out_dir, other_seed, "teacher") == checkpoint_path(out_dir, config, "teacher")
+    assert checkpoint_path(out_dir, other_seed, "dense") != checkpoint_path(out_dir, config, "dense")
+    trained_phases = []
+
+    def counting_fit(model, batches, schedule, *args, phase="train", **kwargs):
+        trained_phases.append(phase)
+        return original_fit(model, batches, schedule, *args, phase=phase, **kwargs)
+
+    original_fit = experiment.fit
+    monkeypatch.setattr(experiment, "fit", counting_fit)
+    shared = run(other_seed, out_dir)
+    assert "teacher" not in trained_phases and "dense" in trained_phases
+    assert shared["checkpoints"]["sha256"]["teacher"] == record["checkpoints"]["sha256"]["teacher"]
+    assert shared["accuracy"]["teacher"] == record["accuracy"]["teacher"]
+    with pytest.raises(ValueError, match="teacher_seed"):
+        Config(teacher_seed=-1)
 
 
 def test_fields_added_later_change_no_existing_hash():

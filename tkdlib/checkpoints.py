@@ -41,7 +41,8 @@ class CheckpointHashError(ValueError):
 def checkpoint_path(folder: Path, config: Config, phase: str) -> Path:
     """Where the shared `phase` (``teacher`` or ``dense``) checkpoint that `config` uses is kept
     in `folder` (an out_dir's `CHECKPOINTS` folder)."""
-    return folder / f"{FILE_PREFIX[phase]}-{config.key(PHASES[phase])}.pt"
+    keyed = config.teacher_config if phase == "teacher" else config
+    return folder / f"{FILE_PREFIX[phase]}-{keyed.key(PHASES[phase])}.pt"
 
 
 def sparse_model_path(out_dir: str | Path, config: Config) -> Path:

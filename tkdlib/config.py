@@ -62,6 +62,7 @@ class Config:
     prune_classifier: bool = True
     allow_layer_collapse: bool = False
     layer_floor: float = 0.0  # fraction of each layer's weights always kept (0 = off; tkdlib.masks.global_mask)
+    teacher_seed: int | None = None  # the teacher's seed (None: `seed`); one value shares one teacher across seeds
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, datasets.DATASET_NAMES)
@@ -74,6 +75,8 @@ class Config:
             _check_int(name, getattr(self, name), minimum=0)
         for name in ("batch_size", "score_batches", "calibration_batches"):
             _check_int(name, getattr(self, name), minimum=1)
+        if self.teacher_seed is not None:
+            _check_int("teacher_seed", self.teacher_seed, minimum=0)
         if self.prune_rounds is not None:
             _check_int("prune_rounds", self.prune_rounds, minimum=1)
         if self.method == "epsd" and self.rounds != 1:
@@ -101,6 +104,14 @@ class Config:
             return self.prune_rounds
         return ITERATIVE_DEFAULT_ROUNDS if self.method in ("imp", "colt") else 1
 
+    @property
+    def teacher_config(self) -> Config:
+        """This config as its teacher sees it: `seed` replaced by `teacher_seed` when that is set
+        (so configs of different seeds that name one teacher seed share one teacher checkpoint)."""
+        if self.teacher_seed is None:
+            return self
+        return dataclasses.replace(self, seed=self.teacher_seed, teacher_seed=None)
+
     def to_dict(self) -> dict[str, Any]:
         """Every field, except the `LATER_FIELDS` that hold their default."""
         values = dataclasses.asdict(self)
@@ -124,7 +135,7 @@ class Config:
 
 # Fields added after run records existed, with their defaults: left out of `Config.to_dict` (and so
 # of every hash and record) at these values.
-LATER_FIELDS: dict[str, Any] = {"layer_floor": 0.0}
+LATER_FIELDS: dict[str, Any] = {"layer_floor": 0.0, "teacher_seed": None}
 
 # The config fields each shared checkpoint depends on.
 _DATA_FIELDS = ("dataset", "seed", "batch_size", "train_subset", "weight_decay", "lr")

@@ -107,8 +107,8 @@ class _Data:
         self.mean, self.std = self.spec.mean, self.spec.std
         self.input_shape = (3, *train.images.shape[1:3])
 
-    def _loader(self, arrays: datasets.ImageArrays, name: str) -> datasets.TensorLoader:
-        seed = self.config.seed * 1_000_003 + zlib.crc32(name.encode())
+    def _loader(self, arrays: datasets.ImageArrays, name: str, run_seed: int | None = None) -> datasets.TensorLoader:
+        seed = (self.config.seed if run_seed is None else run_seed) * 1_000_003 + zlib.crc32(name.encode())
         return datasets.TensorLoader(
             arrays, self.config.batch_size, self.mean, self.std, train=True, seed=seed, pad=self.spec.pad, **self._placement()
         )
@@ -117,10 +117,11 @@ class _Data:
         """Where a sharded loader's batches go: this rank's device and slice."""
         return {"device": self.device, "rank": rank(), "world_size": world_size()}
 
-    def shuffled(self, name: str) -> Batches:
-        """Augmented training batches whose seed depends on the phase `name` only, so loading a
-        checkpoint instead of training it does not change the batches of later phases."""
-        return self._loader(self.train, name)
+    def shuffled(self, name: str, run_seed: int | None = None) -> Batches:
+        """Augmented training batches whose seed depends on the phase `name` and the run's seed
+        only (`run_seed`, default the config's), so loading a checkpoint instead of training it
+        does not change the batches of later phases."""
+        return self._loader(self.train, name, run_seed)
 
     def halves(self, name: str) -> tuple[Batches, Batches]:
         """Augmented batches of the first and the second half of the training set."""
@@ -154,7 +155,8 @@ class _Checkpoints:
 
     def teacher(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         path = checkpoint_path(self.folder, self.config, "teacher")
-        return self._trained("teacher", path, self.config.teacher_arch, self.config.seed, self.config.teacher_epochs)
+        seed = self.config.teacher_config.seed
+        return self._trained("teacher", path, self.config.teacher_arch, seed, self.config.teacher_epochs, data_seed=seed)
 
     def student(self) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         return self._trained("dense", self.student_path, self.config.arch, self.config.seed + 1, self.config.student_epochs, self.snapshots)
@@ -178,7 +180,8 @@ class _Checkpoints:
         return load_checkpoint(path)
 
     def _trained(
-        self, phase: str, path: Path, arch: str, seed: int, epochs: int, snapshots: tuple[int, ...] = ()
+        self, phase: str, path: Path, arch: str, seed: int, epochs: int, snapshots: tuple[int, ...] = (),
+        data_seed: int | None = None,
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         """The `phase` checkpoint at `path`, verified against its sha256, or trained now (resuming
         from its per-epoch state, ``<name>.partial.pt``) and saved with its digest."""
@@ -191,7 +194,7 @@ class _Checkpoints:
             model.load_state_dict(saved["state_dict"])
             return model, PhaseCost(**saved["cost"]), saved["history"]
         partial = path.with_name(f"{path.stem}.partial.pt")
-        model, cost, history = self._train(arch, seed, phase, epochs, snapshots, partial)
+        model, cost, history = self._train(arch, seed, phase, epochs, snapshots, partial, data_seed)
         save_shared(path, {"state_dict": model.state_dict(), "cost": dataclasses.asdict(cost), "history": history})
         if rank() == 0:
             self.digests[phase] = record_sha256(path)
@@ -199,11 +202,13 @@ class _Checkpoints:
         return model, cost, history
 
     def _train(
-        self, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...], partial: Path | None = None
+        self, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...], partial: Path | None = None,
+        data_seed: int | None = None,
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
-        """Train `arch` from initialization `seed`, saving the dense snapshots at the `snapshots`
-        epochs (with their digests); with `partial`, keep the whole training state there after
-        every epoch and resume from it, so a killed training loses one epoch at most."""
+        """Train `arch` from initialization `seed` on batches drawn with `data_seed` (default the
+        config's seed), saving the dense snapshots at the `snapshots` epochs (with their digests);
+        with `partial`, keep the whole training state there after every epoch and resume from it,
+        so a killed training loses one epoch at most."""
         model = self.build(arch, seed)
 
         def save_snapshot(epoch: int, trained: nn.Module) -> None:
@@ -224,7 +229,7 @@ class _Checkpoints:
         epoch_state = EpochState.metered(partial, meter) if partial else None
         with meter.phase(phase) as cost:
             history = fit(
-                model, self.data.shuffled(phase), schedule, phase=phase, progress=self.progress, on_epoch_end=after_epoch,
+                model, self.data.shuffled(phase, data_seed), schedule, phase=phase, progress=self.progress, on_epoch_end=after_epoch,
                 runtime=self.runtime, epoch_state=epoch_state,
             )
         meter.remove()
