@@ -1,0 +1,28 @@
+"""Run records → the book's tables, sentences and figures.
+
+One module per job: `records` (loading and selecting runs), `tables`, `text` (generated
+sentences), `figures`, and `style` (method names, order, colours, number formats). The names the
+notebooks use are re-exported here, so a notebook reads ``report.results_table(records)``.
+"""
+
+from tkdlib.report.figures import ablation_plot, accuracy_vs_sparsity, layer_density, layer_density_heatmap
+from tkdlib.report.records import (
+    OURS, comparison_sparsity, data_label, failed_runs, load_records, main_comparison, per_seed, planned_methods,
+)
+from tkdlib.report.style import METHOD_LABELS, label
+from tkdlib.report.tables import (
+    PAIRED_COLUMNS, ablation_matrix, ablation_table, benchmark_machine, benchmark_table, compute_summary,
+    efficiency_table, phase_costs, results_table, run_summary, switch_effects, thinnest_layers,
+)
+from tkdlib.report.text import (
+    ablation_text, by_sparsity_text, figure_source, headline, headline_text, iterative_cost_text, phase_seconds_text,
+)
+
+__all__ = [
+    "METHOD_LABELS", "OURS", "PAIRED_COLUMNS", "ablation_matrix", "ablation_plot", "ablation_table", "ablation_text",
+    "accuracy_vs_sparsity", "benchmark_machine", "benchmark_table", "by_sparsity_text", "comparison_sparsity",
+    "compute_summary", "data_label", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
+    "iterative_cost_text", "label", "layer_density", "layer_density_heatmap", "load_records", "main_comparison",
+    "per_seed", "phase_costs", "phase_seconds_text", "planned_methods", "results_table", "run_summary",
+    "switch_effects", "thinnest_layers",
+]

@@ -1,0 +1,215 @@
+"""Tables for the book's pages, from `tkdlib.report.records` frames: accuracy in percent with one
+decimal, counts and FLOPs formatted for readers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tkdlib.report.records import MAIN_ROW, OURS, STAGES, VARIANT_SEPARATOR, at_comparison_sparsity, layers_at_comparison, main_comparison, records_at_comparison, variant_cells, variant_switches
+from tkdlib.report.style import and_list, label, method_order
+
+
+PAIRED_COLUMNS = ["accuracy", "reference", "change", "seeds"]  # a variant against its reference: `paired_accuracy`
+
+
+def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds);
+    a cell whose run has not finished says "not run yet". `failed` (`failed_runs` with the
+    profile) marks the cells where a main-comparison run failed, e.g. "67.09 (seed 1 failed)".
+    Rows: ours first, then the baselines in the order of `METHOD_LABELS`."""
+    main = main_comparison(records)
+    grouped = main.groupby(["method", "sparsity"])["acc_retrained"]
+    mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
+    cells = mean.map("{:.2f}".format) + [f" ± {s:.2f}" if n > 1 else "" for s, n in zip(std, count)]
+    if failed is not None and not failed.empty:
+        failed_main = failed[failed["variant"] == ""].groupby(["method", "sparsity"])["seed"]
+        notes = failed_main.agg(lambda seeds: f"seed{'s' if len(seeds) > 1 else ''} {and_list([str(s) for s in sorted(seeds)])} failed")
+        both = cells.index.union(notes.index)
+        cells, notes = cells.reindex(both), notes.reindex(both)
+        cells = (cells + " (" + notes + ")").fillna(cells).fillna(notes)  # "67.09 (seed 1 failed)", or either alone
+    table = cells.unstack("sparsity").fillna("not run yet")
+    table = table.loc[sorted(table.index, key=method_order)]
+    table.index = [label(name) for name in table.index]
+    table.columns = [f"{s:.0%} sparse" for s in table.columns]
+    return table
+
+
+def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Each variant beside the main-comparison runs of the same method, sparsity and seeds:
+    retrained accuracy (%) of both, averaged over the seeds both ran, their difference
+    (percentage points) and that number of `seeds`. Pairing seeds compares runs that share their
+    teacher and dense student, so a variant run on one seed is not measured against an average
+    over seeds it did not run. `reference` and `change` are NaN where no such run has finished (it
+    failed, or has not run yet); `accuracy` then averages every seed of the variant."""
+    main = main_comparison(records)
+    rows = [
+        {"variant": variant, "method": label(method), "sparsity": sparsity, **paired_accuracy(runs, main[(main["method"] == method) & (main["sparsity"] == sparsity)])}
+        for (variant, method, sparsity), runs in variant_cells(records)
+    ]
+    return pd.DataFrame(rows, columns=["variant", "method", "sparsity", *PAIRED_COLUMNS]).set_index("variant")
+
+
+def paired_accuracy(runs: pd.DataFrame, reference_runs: pd.DataFrame) -> dict[str, Any]:
+    """`runs` against `reference_runs` (records of one method at one sparsity, at most one per
+    seed) over the seeds both have: mean retrained accuracy (%) of each, their difference
+    (percentage points) and the number of those seeds. Where they share no seed, `accuracy` is
+    the mean over all of `runs`' seeds and `reference` and `change` are NaN."""
+    accuracy = runs.set_index("seed")["acc_retrained"] * 100
+    reference = reference_runs.set_index("seed")["acc_retrained"] * 100
+    shared = accuracy.index.intersection(reference.index)
+    if shared.empty:
+        return {"accuracy": round(accuracy.mean(), 2), "reference": math.nan, "change": math.nan, "seeds": len(accuracy)}
+    mean, reference_mean = accuracy[shared].mean(), reference[shared].mean()
+    return {"accuracy": round(mean, 2), "reference": round(reference_mean, 2), "change": round(mean - reference_mean, 2), "seeds": len(shared)}
+
+
+def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
+    """Retrained accuracy (%) of each method under each variant, beside its main-comparison run:
+    rows (sparsity, variant, seeds), the main comparison first as ``"none (main comparison)"``;
+    one column per method that some variant ran, at the sparsities where one did; NaN where a
+    method did not run under that variant. Each row averages the seeds that all of its methods
+    ran (``seeds``: "0, 2"), so reading across a row compares masks under the same switches and
+    the same teachers and dense students (e.g. every method retrained with CE only); where its
+    methods share no seed, each averages its own and ``seeds`` says "none shared"."""
+    varied = records[records["variant"] != ""]
+    if varied.empty:
+        return pd.DataFrame()
+    shown = records[records["method"].isin(varied["method"]) & records["sparsity"].isin(varied["sparsity"])]
+    shown = shown.assign(variant=shown["variant"].replace("", MAIN_ROW))
+    rows = []
+    for (sparsity, variant), row in shown.groupby(["sparsity", "variant"]):
+        shared = set.intersection(*(set(seeds) for seeds in row.groupby("method")["seed"].unique()))
+        used = row[row["seed"].isin(shared)] if shared else row
+        seeds = ", ".join(str(seed) for seed in sorted(shared)) if shared else "none shared"
+        rows.append({"sparsity": sparsity, "variant": variant, "seeds": seeds, **(used.groupby("method")["acc_retrained"].mean() * 100)})
+    table = pd.DataFrame(rows).set_index(["sparsity", "variant", "seeds"])
+    order = sorted(table.index, key=lambda key: (key[0], key[1] != MAIN_ROW, key[1]))
+    columns = sorted(table.columns, key=method_order)
+    return table.loc[order, columns].round(2).rename(columns=label).rename_axis(columns=None)
+
+
+def switch_effects(records: pd.DataFrame) -> pd.DataFrame:
+    """Each switch of a variant that sets several, measured on its own: the variant against the
+    finished variant of the same method and sparsity that sets all its other switches but not this
+    one (retrained accuracy in %, averaged over the seeds both ran, as in `ablation_table`;
+    `change` in percentage points). This splits a combined ablation into its parts, e.g.
+    ``normalize_logits=False, retrain_with_kd=False`` against ``retrain_with_kd=False`` is the
+    effect of the normalization with CE retraining. One row per (variant, switch) pair whose
+    partner shares a seed with it; empty when none has."""
+    by_switches = {
+        (variant_switches(variant), method, sparsity): runs
+        for (variant, method, sparsity), runs in variant_cells(records)
+    }
+    rows = []
+    for (switches, method, sparsity), runs in by_switches.items():
+        if len(switches) < 2:
+            continue
+        for switch in sorted(switches):
+            partner = by_switches.get((switches - {switch}, method, sparsity))
+            if partner is None:
+                continue
+            paired = paired_accuracy(runs, partner)
+            if not math.isnan(paired["change"]):
+                rows.append({"switch": switch, "alongside": VARIANT_SEPARATOR.join(sorted(switches - {switch})), "method": label(method), "sparsity": sparsity, **paired})
+    return pd.DataFrame(rows, columns=["switch", "alongside", "method", "sparsity", *PAIRED_COLUMNS])
+
+
+def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Cost each method pays at the `comparison_sparsity`, in its run of the first seed (seeds can
+    run on different machines; cells of one seed can too, in later sessions, so seconds compare
+    only where the records' ``environment`` and ``finished_at`` agree): images through the student
+    backward, estimated FLOPs, wall seconds, accuracy, and ratios to ours."""
+    top = at_comparison_sparsity(records)
+    top = top[top["seed"] == top["seed"].min()]
+    table = top.groupby("method")[["total_images", "total_flops", "total_seconds", "acc_retrained"]].mean()
+    if OURS in table.index:
+        table[["images vs ours", "FLOPs vs ours"]] = cost_over_ours(table).round(2).to_numpy()
+    table["acc_retrained"] = (table["acc_retrained"] * 100).round(2)
+    table["total_flops"] = table["total_flops"].map("{:.3g}".format)
+    table["total_seconds"] = table["total_seconds"].round(1)
+    table = table.loc[sorted(table.index, key=method_order)]
+    table.index = [label(name) for name in table.index]
+    return table.rename(columns={"total_images": "images (backward)", "total_flops": "FLOPs", "total_seconds": "seconds", "acc_retrained": "accuracy (%)"})
+
+
+def cost_over_ours(by_method: pd.DataFrame) -> pd.DataFrame:
+    """Each method's ``total_images`` and ``total_flops`` (columns of `by_method`, one row per
+    method, ours among them) divided by ours'."""
+    costs = by_method[["total_images", "total_flops"]]
+    return costs / costs.loc[OURS]
+
+
+def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
+    """Per method (main comparison at the `comparison_sparsity`, first seed) and phase it pays
+    for: wall seconds, images forward and backward through the student, images through the teacher."""
+    rows = []
+    for method, record in records_at_comparison(out_dir, records).items():
+        compute = record["compute"]
+        for phase in compute["counted"]:
+            rows.append({"method": label(method), "phase": phase, **compute["phases"][phase]})
+    return pd.DataFrame(rows).set_index(["method", "phase"]).round({"seconds": 1})
+
+
+def thinnest_layers(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
+    """Per method at the `comparison_sparsity` (first seed): the prunable layer it keeps the
+    smallest fraction of, with weights kept / total and that density in percent. A layer kept at a
+    few weights passes little more than what its residual connection carries around it."""
+    rows = []
+    for method, layers in layers_at_comparison(out_dir, records).items():
+        thinnest = min(layers, key=lambda layer: layer["density"])
+        rows.append({"method": method, "thinnest layer": thinnest["name"].removesuffix(".weight"),
+                     "kept": thinnest["kept"], "of": thinnest["total"], "density (%)": round(thinnest["density"] * 100, 2)})
+    return pd.DataFrame(rows).set_index("method").sort_values("density (%)")
+
+
+def run_summary(record: dict[str, Any]) -> pd.DataFrame:
+    """Test accuracy (%) after each stage of one run."""
+    rows = [{"stage": stage, "accuracy (%)": round(record["accuracy"][stage] * 100, 2)} for stage in STAGES if stage in record["accuracy"]]
+    return pd.DataFrame(rows).set_index("stage")
+
+
+def compute_summary(record: dict[str, Any]) -> pd.DataFrame:
+    """Per phase of one run: seconds, images through student and teacher, FLOPs, and whether the
+    method pays for it (shared phases carry the cost of the checkpoint's training)."""
+    compute = record["compute"]
+    frame = pd.DataFrame(compute["phases"]).T
+    frame["counted"] = [name in compute["counted"] for name in frame.index]
+    return frame
+
+
+def _benchmark_results(path: str | Path) -> dict[str, Any]:
+    """The content of a ``benchmarks/results.json`` written by ``benchmarks/run_all.py``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `make bench` (benchmarks/run_all.py) first")
+    return json.loads(path.read_text())
+
+
+def benchmark_table(path: str | Path = "benchmarks/results.json") -> pd.DataFrame:
+    """One row per benchmark of ``benchmarks/results.json``: what its figure measures (a ratio,
+    unitless), the figure, its goal (≤ or ≥), whether it is met, and the benchmark's wall seconds."""
+    rows = []
+    for name, result in _benchmark_results(path)["benchmarks"].items():
+        measures = result["lines"][-1].rsplit(":", 1)[0] if result["figure"] is not None else "(failed)"
+        rows.append({
+            "benchmark": name,
+            "measures": measures,
+            "figure": result["figure"],
+            "goal": f"{'≥' if result['goal_is'] == 'at least' else '≤'} {result['goal']:g}",
+            "met": "yes" if result["met"] else ("no" if "error" not in result else f"failed: {result['error']}"),
+            "seconds": result["seconds"],
+        })
+    return pd.DataFrame(rows).set_index("benchmark")
+
+
+def benchmark_machine(path: str | Path = "benchmarks/results.json") -> pd.Series:
+    """The machine the benchmarks of ``benchmarks/results.json`` ran on: CPU, cores, torch,
+    device, date, load averages (1, 5, 15 min) before and after, and the note left with them."""
+    machine = _benchmark_results(path)["machine"]
+    flat = {key: ", ".join(map(str, value)) if isinstance(value, list) else value for key, value in machine.items()}
+    return pd.Series(flat, name="value")

@@ -1,0 +1,328 @@
+"""The book's generated sentences, from `tkdlib.report.records` frames: every number in them is read
+from run records."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tkdlib.profile import Profile
+from tkdlib.report.records import MAIN_ROW, OURS, VARIANT_SEPARATOR, at_comparison_sparsity, comparison_sparsity, data_label, main_comparison, per_seed, planned_methods, variant_name
+from tkdlib.report.style import and_list, label, method_order
+from tkdlib.report.tables import ablation_matrix, ablation_table, cost_over_ours, phase_costs, switch_effects
+
+
+def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> str:
+    """The main comparison in words, one sentence per sparsity (plain text): the most accurate
+    method there (retrained accuracy, seeds averaged) and where teacher-guided pruning ranks and
+    by how many percentage points it trails or leads, or that its run failed there (`failed`:
+    `failed_runs` with the profile) or has not finished. Where the methods there ran different
+    numbers of seeds, each quoted accuracy says how many it averages."""
+    grouped = main_comparison(records).groupby(["sparsity", "method"])
+    accuracy, seeds = grouped["acc_retrained"].mean() * 100, grouped["seed"].nunique()
+    failed_ours = set() if failed is None else set(failed.loc[(failed["variant"] == "") & (failed["method"] == OURS), "sparsity"])
+    sentences = []
+    for sparsity, by_method in accuracy.groupby(level="sparsity"):
+        ranked = by_method.droplevel("sparsity").sort_values(ascending=False)
+        seeds_here = seeds.loc[sparsity]
+        quoted = partial(_quoted, ranked, seeds_here if seeds_here.nunique() > 1 else None)
+        leaders = [method for method in ranked.index if ranked[method] == ranked.iloc[0]]
+        best = next((method for method in leaders if method != OURS), OURS)  # ours leads only alone
+        at = f"At {sparsity * 100:.0f} % sparsity"
+        if len(ranked) == 1:
+            text = f"{at}, only {label(best)} has finished ({quoted(best)})"
+        else:
+            text = f"{at}, {label(best)} is the most accurate of the {len(ranked)} methods finished ({quoted(best)})"
+        if best == OURS:
+            if len(ranked) > 1:
+                text += f", {_points(ranked.iloc[0] - ranked.iloc[1])} points ahead of {label(ranked.index[1])}"
+        elif OURS in ranked and ranked[OURS] == ranked[best]:
+            text += "; teacher-guided pruning ties it"
+        elif OURS in ranked:
+            text += f"; teacher-guided pruning ranks {rank(ranked, OURS)} with {quoted(OURS)}, {_points(ranked[best] - ranked[OURS])} points behind"
+        else:
+            text += f"; teacher-guided pruning {'failed' if sparsity in failed_ours else 'has not finished'} there"
+        sentences.append(text + ".")
+    return " ".join(sentences)
+
+
+def _quoted(accuracy: pd.Series, seeds: pd.Series | None, method: str) -> str:
+    """`method`'s accuracy (%) from `accuracy`, followed by how many seeds it averages where
+    `seeds` (seed count per method) is given."""
+    text = f"{accuracy[method]:.1f} %"
+    if seeds is None:
+        return text
+    count = int(seeds[method])
+    return f"{text} over {count} seeds" if count > 1 else f"{text} on 1 seed"
+
+
+def rank(accuracy: pd.Series, method: str) -> int:
+    """`method`'s place (1 = most accurate) in `accuracy` (one value per method)."""
+    return int((accuracy > accuracy[method]).sum()) + 1
+
+
+def _points(gap: float) -> str:
+    """A gap in percentage points to one decimal, or to two where one would round it to 0.0."""
+    return f"{gap:.1f}" if gap >= 0.05 else f"{gap:.2f}"
+
+
+def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
+    """The ablations in words (plain text): each finished variant's change against its reference run
+    (percentage points, largest first), each switch of a combined variant against the variant
+    without it (`switch_effects`), the variants of `profile` not finished yet, and how much a
+    second seed moves the reference, where one has run, to tell a change from noise.
+
+    A variant is named by its switches joined with " + "; one whose method and sparsity are not
+    those of most variants (the usual case: teacher-guided at one sparsity; teacher-guided wins a
+    tie) also names them."""
+    switched = ((profile.changes(config), config) for config in profile.configs())
+    planned = list(dict.fromkeys((variant_name(changes), label(config.method), config.sparsity) for changes, config in switched if changes))
+    if not planned:
+        return "This profile runs no ablations."
+    every_variant = ablation_table(records)
+    table = every_variant.dropna(subset=["reference"])
+    unreferenced = every_variant[every_variant["reference"].isna()]
+    if table.empty:
+        return f"No ablation has finished beside its reference run yet ({len(planned)} planned)."
+    cells = Counter((method, sparsity) for _, method, sparsity in planned)
+    usual_method, usual_sparsity = max(cells, key=lambda cell: (cells[cell], cell[0] == label(OURS)))  # a tie goes to ours
+
+    def named(variant: str, method: str, sparsity: float) -> str:
+        unusual = (method, sparsity) != (usual_method, usual_sparsity)
+        return spoken(variant) + (f" for {method} at {sparsity * 100:.0f} %" if unusual else "")
+
+    table = table.sort_values("change", key=abs, ascending=False, kind="stable")
+    changes = [
+        f"{named(variant, row.method, row.sparsity)} {_change_phrase(row)}" for variant, row in table.iterrows()
+    ]
+    text = (
+        f"Each ablation changes {usual_method} at {usual_sparsity * 100:.0f} % sparsity unless it names another method or sparsity. "
+        f"Against the main-comparison run of the same method, sparsity and seed (the same teacher and dense student), the accuracy after retraining changed by "
+        f"(percentage points, largest first): {and_list(changes)}."
+    )
+    split = switch_effects(records)
+    if not split.empty:
+        parts = [
+            f"{row.switch} alongside {named(row.alongside, row.method, row.sparsity)} {_change_phrase(row)}" for row in split.itertuples()
+        ]
+        text += f" Switch by switch, against the variant that sets the others only: {and_list(parts)}."
+    if not unreferenced.empty:
+        alone = [f"{named(variant, row.method, row.sparsity)} {row.accuracy:.1f} %" for variant, row in unreferenced.iterrows()]
+        text += f" Without a finished main-comparison run to compare with (it failed or has not run): {and_list(alone)}."
+    text += _same_switches_sentence(records)
+    finished = set(zip(every_variant.index, every_variant["method"], every_variant["sparsity"]))
+    missing = [named(*cell) for cell in planned if cell not in finished]
+    if missing:
+        text += f" Not run yet: {and_list(missing)}."
+    return f"{text} {_seed_spread_sentence(records, table)}"
+
+
+def spoken(variant: str) -> str:
+    """A variant's name for running text: its switches joined with " + "."""
+    return variant.replace(VARIANT_SEPARATOR, " + ")
+
+
+def _same_switches_sentence(records: pd.DataFrame) -> str:
+    """The methods that ran under the same variant, most accurate first (from `ablation_matrix`),
+    as a sentence that starts with a space; empty when no variant ran for two methods."""
+    matrix = ablation_matrix(records)
+    shared = [
+        f"with {spoken(variant)} at {sparsity * 100:.0f} % ({_seeds_phrase(seeds)}), "
+        + and_list([f"{method} {accuracy:.1f} %" for method, accuracy in row.dropna().sort_values(ascending=False).items()])
+        for (sparsity, variant, seeds), row in matrix.iterrows()
+        if variant != MAIN_ROW and row.notna().sum() > 1
+    ]
+    return f" Methods under the same switches, most accurate first: {'; '.join(shared)}." if shared else ""
+
+
+def _seeds_phrase(seeds: str) -> str:
+    """An `ablation_matrix` row's ``seeds`` for running text: "seed 0", "seeds 0, 2", or that
+    its methods ran on different seeds."""
+    if seeds == "none shared":
+        return "no seed shared: each method's own seeds"
+    return f"seed{'s' if ',' in seeds else ''} {seeds}"
+
+
+def _change_phrase(row: Any) -> str:
+    """A table row's change and the two accuracies it is the difference of, with the number of
+    seeds they average where it is more than one, e.g. "+0.5 (80.5 % against 80.0 %)" or
+    "+0.5 (80.5 % against 80.0 %, 2 seeds)"."""
+    seeds = f", {row.seeds} seeds" if row.seeds > 1 else ""
+    return f"{row.change:+.1f} ({row.accuracy:.1f} % against {row.reference:.1f} %{seeds})"
+
+
+def _seed_spread_sentence(records: pd.DataFrame, table: pd.DataFrame) -> str:
+    """How far apart the seeds of the ablations' reference runs landed, or that only one seed ran."""
+    main = main_comparison(records)
+    spreads = []
+    for method, sparsity in table[["method", "sparsity"]].drop_duplicates().itertuples(index=False):
+        runs = main[(main["method"].map(label) == method) & (main["sparsity"] == sparsity)]["acc_retrained"]
+        if len(runs) > 1:
+            spreads.append((runs.max() - runs.min()) * 100)
+    if not spreads:
+        return "Each variant and its reference ran with one seed: no second seed has run yet to tell how much of a change is run-to-run noise."
+    return f"For scale, the reference runs' seeds landed up to {max(spreads):.1f} points apart."
+
+
+def headline(records: pd.DataFrame) -> dict[str, float]:
+    """Numbers for the book's text, from the main comparison at its `comparison_sparsity`.
+
+    Keys: ``runs``, ``sparsity`` (%), ``teacher_accuracy``, ``dense_accuracy`` (%, means over
+    seeds of each seed's one teacher and dense student), ``seeds_<method>`` (how many seeds the mean
+    of the method's accuracy averages), ``spread_<method>`` (percentage points between its most and
+    least accurate seed; 0 with one seed),
+    ``accuracy_<method>`` (%) for each method there; when ours ran beside others,
+    ``methods_compared``, ``ours_rank`` (1 = most accurate) and ``gap_to_best_other`` (percentage
+    points, negative when another method is more accurate), ``images_vs_ours_<method>`` and
+    ``flops_vs_ours_<method>`` (each other method's images through the student's backward and its
+    FLOPs, over ours; both count the teacher and dense student a method pays for).
+    """
+    main = main_comparison(records)
+    top = at_comparison_sparsity(records)
+    by_method = top.groupby("method")[["acc_retrained", "total_images", "total_flops"]].mean()
+    seeds = top.groupby("method")["seed"].nunique()
+    spread = top.groupby("method")["acc_retrained"].agg(lambda accuracy: (accuracy.max() - accuracy.min()) * 100)
+    numbers: dict[str, float] = {
+        "runs": len(records),
+        "sparsity": float(top["sparsity"].iloc[0] * 100),
+        "teacher_accuracy": float(per_seed(main, "acc_teacher").mean() * 100),
+        "dense_accuracy": float(per_seed(main, "acc_dense").mean() * 100),
+        **{f"accuracy_{method}": float(row.acc_retrained * 100) for method, row in by_method.iterrows()},
+        **{f"seeds_{method}": int(count) for method, count in seeds.items()},
+        **{f"spread_{method}": float(points) for method, points in spread.items()},
+    }
+    if OURS in by_method.index and len(by_method) > 1:
+        accuracy = by_method["acc_retrained"]
+        numbers["methods_compared"] = len(accuracy)
+        numbers["ours_rank"] = rank(accuracy, OURS)
+        numbers["gap_to_best_other"] = float((accuracy[OURS] - accuracy.drop(OURS).max()) * 100)
+        ratios = cost_over_ours(by_method).drop(OURS)
+        for column, quantity in (("total_images", "images_vs_ours"), ("total_flops", "flops_vs_ours")):
+            numbers.update({f"{quantity}_{m}": float(ratio) for m, ratio in ratios[column].items()})
+    return numbers
+
+
+def headline_text(records: pd.DataFrame, profile: Profile) -> str:
+    """The book's headline paragraph (plain text) for `profile`, written from `headline`: ours
+    against every other method finished at the `comparison_sparsity`, the methods the profile
+    plans there that have not finished yet, and `iterative_cost_text`."""
+    numbers = headline(records)
+    planned = planned_methods(profile, comparison_sparsity(records))
+    at = f"{numbers['sparsity']:.0f} % sparsity"
+    text = _trained_once_sentence(records)
+    if f"accuracy_{OURS}" not in numbers:
+        return text + f"Teacher-guided pruning has not finished at {at} yet."
+    text += f"At {at}, the teacher-guided student reaches {numbers[f'accuracy_{OURS}']:.1f} % after retraining"
+    if "ours_rank" not in numbers:
+        return text + "; no other method has finished there yet."
+    others = [m for m in _methods_in(numbers, "accuracy") if m != OURS]
+    text += ", against " + and_list([f"{numbers[f'accuracy_{m}']:.1f} % for {label(m)}" for m in others]) + ". "
+    best_other = max(others, key=lambda m: numbers[f"accuracy_{m}"])  # the method `gap_to_best_other` measures against
+    gap = numbers["gap_to_best_other"]
+    text += (
+        f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
+        f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(best_other)}."
+    )
+    text += _seeds_sentence(numbers, best_other) + _cheaper_and_better_sentence(numbers)
+    missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
+    if missing:
+        text += f" Not yet run at {at}: {and_list(missing)}."
+    return f"{text} {_iterative_cost_sentence(numbers, 'imp' in planned)}"
+
+
+def _methods_in(numbers: dict[str, float], quantity: str) -> list[str]:
+    """The methods that `headline`'s `numbers` hold a ``<quantity>_<method>`` key for, in the
+    book's order (`method_order`: methods of one's own after the book's)."""
+    prefix = f"{quantity}_"
+    return sorted((key.removeprefix(prefix) for key in numbers if key.startswith(prefix)), key=method_order)
+
+
+def _trained_once_sentence(records: pd.DataFrame) -> str:
+    """The accuracy of the teacher and dense student every run of a seed shares, one per seed."""
+    teachers, students = per_seed(records, "acc_teacher") * 100, per_seed(records, "acc_dense") * 100
+    if len(teachers) == 1:
+        return f"The teacher reached {teachers.iloc[0]:.1f} % test accuracy and the dense student {students.iloc[0]:.1f} %. "
+    seeds = and_list([str(seed) for seed in teachers.index])
+    return (
+        f"The teachers of seeds {seeds} reached {and_list([f'{a:.1f}' for a in teachers])} % test accuracy, "
+        f"their dense students {and_list([f'{a:.1f}' for a in students])} %. "
+    )
+
+
+def _seeds_sentence(numbers: dict[str, float], best_other: str) -> str:
+    """From `headline`'s `numbers`: which accuracies at the comparison sparsity average several
+    seeds, how far ours' and the best other method's seeds landed apart, and whether the gap
+    between the two exceeds that; empty while every method ran one seed."""
+    seeds = {m: int(numbers[f"seeds_{m}"]) for m in _methods_in(numbers, "seeds")}
+    several = [m for m in seeds if seeds[m] > 1]
+    if not several:
+        return ""
+    others = "" if len(several) == len(seeds) else "; the others ran one seed"
+    text = f" Means over seeds for {and_list([f'{label(m)} ({seeds[m]})' for m in several])}{others}."
+    pair = [m for m in (OURS, best_other) if seeds.get(m, 0) > 1]
+    if pair:
+        moved = and_list([f"{numbers[f'spread_{m}']:.1f} points for {label(m)}" for m in pair])
+        verdict = "wider" if abs(numbers["gap_to_best_other"]) > max(numbers[f"spread_{m}"] for m in pair) else "no wider"
+        text += f" Seed to seed, the accuracy moved {moved}: the gap above is {verdict} than that."
+    return text
+
+
+def _cheaper_and_better_sentence(numbers: dict[str, float]) -> str:
+    """From `headline`'s `numbers`: the methods more accurate than ours for fewer FLOPs, or, when
+    some are more accurate, that none of them cost less; empty when ours is the most accurate."""
+    ours = numbers[f"accuracy_{OURS}"]
+    cheaper = [m for m in _methods_in(numbers, "flops_vs_ours") if numbers[f"flops_vs_ours_{m}"] < 1 and numbers[f"accuracy_{m}"] > ours]
+    if not cheaper:
+        return "" if numbers["ours_rank"] == 1 else " None of the more accurate methods cost fewer FLOPs than it."
+    ratios = and_list([f"{label(m)} at {numbers[f'flops_vs_ours_{m}']:.2f} × its FLOPs" for m in cheaper])
+    return f" More accurate for fewer FLOPs, counting the teacher and dense student each pays for: {ratios}."
+
+
+def iterative_cost_text(records: pd.DataFrame, profile: Profile) -> str:
+    """One sentence: IMP's cost over ours at the `comparison_sparsity`, or that IMP has not run
+    there yet, or that `profile` does not run it there at all."""
+    numbers = headline(records)
+    return _iterative_cost_sentence(numbers, "imp" in planned_methods(profile, comparison_sparsity(records)))
+
+
+def _iterative_cost_sentence(numbers: dict[str, float], imp_planned: bool) -> str:
+    at = f"{numbers['sparsity']:.0f} % sparsity"
+    if "images_vs_ours_imp" not in numbers and not imp_planned:
+        return f"This profile does not run iterative magnitude pruning at {at}, so it compares no costs with it."
+    if "images_vs_ours_imp" not in numbers:
+        return f"Iterative magnitude pruning has not been run beside teacher-guided pruning at {at} in this profile yet."
+    return (
+        f"At {at}, iterative magnitude pruning passed {numbers['images_vs_ours_imp']:.2f} × as many images "
+        f"through the student as teacher-guided one-shot pruning, for {numbers['flops_vs_ours_imp']:.2f} × the FLOPs "
+        "(both counting the training of the teacher and dense student they pay for)."
+    )
+
+
+PHASE_NAMES = {"teacher": "teacher", "dense": "dense student", "calibrate": "γ calibration", "guide": "guiding", "score": "scoring", "retrain": "retraining"}
+
+
+def phase_seconds_text(out_dir: str | Path, records: pd.DataFrame, method: str = OURS) -> str:
+    """Wall seconds of each phase `method` paid for, as one line of text ("teacher 3,600 s, …"),
+    from `phase_costs`; the shared teacher and dense phases carry the seconds their checkpoint took."""
+    costs = phase_costs(out_dir, records)
+    if label(method) not in costs.index.get_level_values("method"):
+        raise ValueError(f"no finished {method} run at {comparison_sparsity(records):.0%} sparsity")
+    seconds = costs.loc[label(method), "seconds"]
+    return ", ".join(f"{PHASE_NAMES.get(phase, phase)} {value:,.{0 if value >= 10 else 1}f} s" for phase, value in seconds.items())
+
+
+def figure_source(records: pd.DataFrame, profile: str) -> str:
+    """The sentence of a figure caption that says what the figure was drawn from.
+
+    It names the profile, how many finished runs of the main comparison (each listed by run id in
+    the book's table of every run), their seeds and their data, in Markdown.
+    """
+    records = main_comparison(records)
+    seeds = sorted(records["seed"].unique())
+    runs = f"{len(records)} finished run{'s' if len(records) > 1 else ''}"
+    seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(seed) for seed in seeds)}"
+    return f"Drawn from the {runs} of profile `{profile}` ({seed_text}; run ids under *Every run*), on {data_label(records)}."
