@@ -146,8 +146,8 @@ def test_thinnest_layers_names_each_methods_emptiest_layer_at_the_comparison_spa
 def test_results_table_says_which_cells_have_not_run():
     records = _records([("teacher_guided", 0.9, 0.801), ("magnitude", 0.9, 0.82), ("teacher_guided", 0.95, 0.7)])
     table = results_table(records)
-    assert table.loc["magnitude", "95% sparse"] == "not run yet"
-    assert table.loc["teacher-guided (ours)", "90% sparse"] == "80.10"
+    assert table.loc["magnitude", "95 % sparse"] == "not run yet"
+    assert table.loc["teacher-guided (ours)", "90 % sparse"] == "80.1"
     assert list(table.index) == ["teacher-guided (ours)", "magnitude"]  # ours first, not alphabetical
 
 
@@ -155,8 +155,8 @@ def test_results_table_gives_mean_and_std_over_seeds_where_several_ran():
     seed_0 = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
     records = pd.concat([seed_0, _records([("teacher_guided", 0.9, 0.78)]).assign(seed=1)], ignore_index=True)
     table = results_table(records)
-    assert table.loc["teacher-guided (ours)", "90% sparse"] == "79.00 ± 1.41"  # std of 80 and 78
-    assert table.loc["magnitude", "90% sparse"] == "82.00"
+    assert table.loc["teacher-guided (ours)", "90 % sparse"] == "79.0 ± 1.4"  # std of 80 and 78
+    assert table.loc["magnitude", "90 % sparse"] == "82.0"
 
 
 def test_by_sparsity_text_names_the_best_method_and_ours_at_each_sparsity():
@@ -390,10 +390,10 @@ def test_results_table_marks_cells_where_a_main_comparison_run_failed(tmp_path: 
         ]
     )
     table = results_table(records, failed)
-    assert table.loc["CE gradient (no teacher)", "95% sparse"] == "67.00 (seed 1 failed)"
-    assert table.loc["teacher-guided (ours)", "95% sparse"] == "seeds 0 and 1 failed"
-    assert table.loc["teacher-guided (ours)", "90% sparse"] == "80.00"  # the failed ablation is not the main comparison
-    assert table.loc["CE gradient (no teacher)", "90% sparse"] == "not run yet"
+    assert table.loc["CE gradient (no teacher)", "95 % sparse"] == "67.0 (seed 1 failed)"
+    assert table.loc["teacher-guided (ours)", "95 % sparse"] == "seeds 0 and 1 failed"
+    assert table.loc["teacher-guided (ours)", "90 % sparse"] == "80.0"  # the failed ablation is not the main comparison
+    assert table.loc["CE gradient (no teacher)", "90 % sparse"] == "not run yet"
     assert results_table(records, failed.iloc[:0]).equals(results_table(records))
     assert list(failed_runs(tmp_path, profile).columns) == ["run", "method", "sparsity", "seed", "variant", "error"]
 

@@ -5,13 +5,15 @@ sentences), `figures`, and `style` (method names, order, colours, number formats
 notebooks use are re-exported here, so a notebook reads ``report.results_table(records)``.
 """
 
-from tkdlib.report.figures import ablation_plot, accuracy_vs_sparsity, layer_density, layer_density_heatmap
+from tkdlib.report.figures import (
+    ablation_plot, accuracy_vs_remaining, cost_vs_accuracy, layer_density, layer_density_comparison, layer_density_heatmap,
+)
 from tkdlib.report.records import (
     OURS, comparison_sparsity, data_label, failed_runs, load_records, main_comparison, per_seed, planned_methods,
 )
-from tkdlib.report.style import METHOD_LABELS, label
+from tkdlib.report.style import METHOD_LABELS, label, readable
 from tkdlib.report.tables import (
-    PAIRED_COLUMNS, ablation_matrix, ablation_table, benchmark_machine, benchmark_table, compute_summary,
+    PAIRED_COLUMNS, ablation_changes, ablation_matrix, ablation_table, benchmark_machine, benchmark_table, compute_summary,
     efficiency_table, phase_costs, results_table, run_summary, switch_effects, thinnest_layers,
 )
 from tkdlib.report.text import (
@@ -19,10 +21,10 @@ from tkdlib.report.text import (
 )
 
 __all__ = [
-    "METHOD_LABELS", "OURS", "PAIRED_COLUMNS", "ablation_matrix", "ablation_plot", "ablation_table", "ablation_text",
-    "accuracy_vs_sparsity", "benchmark_machine", "benchmark_table", "by_sparsity_text", "comparison_sparsity",
+    "METHOD_LABELS", "OURS", "PAIRED_COLUMNS", "ablation_changes", "ablation_matrix", "ablation_plot", "ablation_table", "ablation_text",
+    "accuracy_vs_remaining", "cost_vs_accuracy", "benchmark_machine", "benchmark_table", "by_sparsity_text", "comparison_sparsity",
     "compute_summary", "data_label", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
-    "iterative_cost_text", "label", "layer_density", "layer_density_heatmap", "load_records", "main_comparison",
-    "per_seed", "phase_costs", "phase_seconds_text", "planned_methods", "results_table", "run_summary",
+    "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison",
+    "per_seed", "phase_costs", "phase_seconds_text", "planned_methods", "readable", "results_table", "run_summary",
     "switch_effects", "thinnest_layers",
 ]

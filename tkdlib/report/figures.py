@@ -1,5 +1,5 @@
 """The book's figures (matplotlib / seaborn), from `tkdlib.report.records` frames, with one colour
-and marker per method on every page (`tkdlib.report.style`)."""
+and marker per method on every page (`tkdlib.report.style`); ours is the thick red line."""
 
 from __future__ import annotations
 
@@ -9,42 +9,113 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from tkdlib.report.records import comparison_sparsity, data_label, layers_at_comparison, main_comparison, per_seed
-from tkdlib.report.style import label
-from tkdlib.report.tables import ablation_table
+from tkdlib.report.records import OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, per_seed
+from tkdlib.report.tables import ablation_changes
+from tkdlib.report.style import colour, label, marker, method_order, percent
+
+REMAINING_TICKS = (50, 20, 10, 5, 2, 1)  # % of weights remaining, as in the lottery-ticket and SynFlow papers
 
 
-def accuracy_vs_sparsity(records: pd.DataFrame) -> plt.Figure:
-    """Retrained test accuracy against sparsity, one line per method (mean over seeds, band =
-    spread), the dense student dashed."""
-    main = main_comparison(records)
-    data = main.assign(method=main["method"].map(label), accuracy=main["acc_retrained"] * 100)
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=data, x="sparsity", y="accuracy", hue="method", style="method", markers=True, dashes=False, errorbar=("pi", 100), ax=axes)
-    axes.axhline(per_seed(main, "acc_dense").mean() * 100, color="grey", linestyle="--", label="dense student")
-    axes.set(xlabel="sparsity (fraction of prunable weights removed)", ylabel="test accuracy after retraining (%)")
-    axes.legend(fontsize=8, loc="lower left")
+def _over_seeds(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
+    """Mean, min and max of `column` over the seeds of each `by` group (one row per group)."""
+    return frame.groupby(by)[column].agg(["mean", "min", "max"]).reset_index()
+
+
+def _errorbar(axes: plt.Axes, method: str, x: pd.Series, stats: pd.DataFrame, **style: Any) -> None:
+    """Mean with a whisker from the lowest to the highest seed, in `method`'s colour and marker."""
+    ours = method == OURS
+    axes.errorbar(
+        x, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]], label=label(method),
+        color=colour(method), marker=marker(method), markersize=7 if ours else 5, linewidth=2.6 if ours else 1.3,
+        capsize=3, zorder=3 if ours else 2, **style,
+    )
+
+
+def _legend_outside(axes: plt.Axes) -> None:
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def accuracy_vs_remaining(records: pd.DataFrame) -> plt.Figure:
+    """Retrained test accuracy (%) against the weights remaining (% of prunable weights, log axis,
+    sparser to the right), one line per method: mean over seeds, whiskers from the lowest to the
+    highest seed. Dotted lines: the dense teacher and dense student (means over seeds)."""
+    main = main_comparison(records).assign(remaining=lambda frame: (1 - frame["sparsity"]) * 100, accuracy=lambda frame: frame["acc_retrained"] * 100)
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for method, runs in sorted(main.groupby("method"), key=lambda item: method_order(item[0])):
+        stats = _over_seeds(runs, ["remaining"], "accuracy").sort_values("remaining", ascending=False)
+        _errorbar(axes, method, stats["remaining"], stats)
+    for column, name in (("acc_teacher", "dense teacher"), ("acc_dense", "dense student")):
+        accuracy = per_seed(main, column).dropna()
+        if not accuracy.empty:
+            axes.axhline(accuracy.mean() * 100, color="black" if column == "acc_teacher" else "grey", linestyle=":", linewidth=1.2, label=name)
+    axes.set_xscale("log")
+    axes.invert_xaxis()
+    shown = sorted({tick for tick in REMAINING_TICKS if main["remaining"].min() * 0.8 <= tick <= main["remaining"].max() * 1.25} | set(main["remaining"].round(1)), reverse=True)
+    axes.set_xticks(shown)
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g} %"))
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.set(xlabel="weights remaining (log scale; sparser to the right)", ylabel="test accuracy after retraining (%)")
+    axes.grid(axis="y", alpha=0.3)
+    _legend_outside(axes)
     axes.set_title(data_label(records), fontsize=9)
     figure.tight_layout()
     return figure
 
 
+def cost_vs_accuracy(records: pd.DataFrame) -> plt.Figure:
+    """At the `comparison_sparsity`: each method's FLOPs through training (log axis; counting the
+    teacher and dense student it pays for) against its retrained accuracy (%), means over seeds
+    with whiskers from the lowest to the highest seed. The dashed line joins the methods that no
+    cheaper method beats (the Pareto front): one-shot against iterative at a glance."""
+    top = main_comparison(records)
+    top = top[top["sparsity"] == comparison_sparsity(records)].assign(accuracy=lambda frame: frame["acc_retrained"] * 100)
+    costs = top.groupby("method")["total_flops"].mean()
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for method, runs in sorted(top.groupby("method"), key=lambda item: method_order(item[0])):
+        stats = _over_seeds(runs, ["method"], "accuracy")
+        _errorbar(axes, method, [costs[method]], stats, linestyle="none")
+    front = _pareto_front(costs, top.groupby("method")["accuracy"].mean())
+    axes.plot(costs[front], top.groupby("method")["accuracy"].mean()[front], color="grey", linestyle="--", linewidth=1, zorder=1, label="Pareto front")
+    axes.set_xscale("log")
+    axes.set(xlabel="FLOPs through training (log scale)", ylabel="test accuracy after retraining (%)")
+    axes.grid(alpha=0.3)
+    _legend_outside(axes)
+    axes.set_title(f"{percent(comparison_sparsity(records))} sparse; {data_label(records)}", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def _pareto_front(cost: pd.Series, accuracy: pd.Series) -> list[str]:
+    """The methods (index of both series), cheapest first, that are more accurate than every cheaper one."""
+    front, best = [], float("-inf")
+    for method in cost.sort_values().index:
+        if accuracy[method] > best:
+            front.append(method)
+            best = accuracy[method]
+    return front
+
+
 def ablation_plot(records: pd.DataFrame) -> plt.Figure:
-    """Change in retrained accuracy (percentage points) of each variant against its reference
-    (variants whose reference run has not finished are left out: they have no change)."""
-    table = ablation_table(records).dropna(subset=["reference"]).reset_index()
-    if table.empty:
+    """Change in retrained accuracy (percentage points) of each variant against the main run of
+    the same method, sparsity and seed: a bar at the mean over seeds, a dot per seed, so the seed
+    spread is in view (variants without a finished main run are left out: they have no change)."""
+    changes = ablation_changes(records)
+    if changes.empty:
         figure, axes = plt.subplots(figsize=(6, 1))
         axes.axis("off")
         axes.text(0.5, 0.5, "no ablation has finished beside its reference run", ha="center", va="center")
         return figure
-    table["name"] = table["variant"] + " (" + table["method"] + ", " + table["sparsity"].map("{:.0%}".format) + ")"
-    figure, axes = plt.subplots(figsize=(7, max(2.5, 0.35 * len(table))))
-    sns.barplot(data=table, y="name", x="change", color="tab:blue", ax=axes)
+    changes["name"] = changes["variant"] + " (" + changes["method"].map(label) + ", " + changes["sparsity"].map(percent) + ")"
+    order = changes.groupby("name")["change"].mean().sort_values().index
+    figure, axes = plt.subplots(figsize=(9, max(2.5, 0.45 * len(order))))
+    palette = {name: colour(method) for name, method in zip(changes["name"], changes["method"])}
+    sns.barplot(data=changes, y="name", x="change", hue="name", palette=palette, order=order, errorbar=None, alpha=0.55, legend=False, ax=axes)
+    sns.stripplot(data=changes, y="name", x="change", order=order, color="black", size=5, jitter=False, ax=axes)
     axes.axvline(0, color="black", linewidth=0.8)
-    axes.set(xlabel="change in test accuracy after retraining (percentage points)", ylabel="")
-    axes.set_title(data_label(records), fontsize=9)
+    axes.set(xlabel="change in accuracy after retraining (points; a dot per seed)", ylabel="")
+    figure.suptitle(data_label(records), fontsize=9)
     figure.tight_layout()
     return figure
 
@@ -70,5 +141,30 @@ def layer_density(record: dict[str, Any]) -> plt.Figure:
     figure, axes = plt.subplots(figsize=(6, max(3, 0.18 * len(layers))))
     sns.barplot(data=layers, y="name", x="density", color="tab:blue", ax=axes)
     axes.set(xlabel="density (fraction of weights kept)", ylabel="", xlim=(0, 1))
+    figure.tight_layout()
+    return figure
+
+
+def layer_density_comparison(out_dir: str | Path, records: pd.DataFrame, methods: tuple[str, ...] = (OURS, "ce_gradient", "magnitude")) -> plt.Figure:
+    """Density (% of weights kept, log axis) of every prunable layer in network order, one line per
+    method of `methods` that finished at the `comparison_sparsity` (first seed): where the
+    teacher-guided mask spends its weights against the CE gradient and magnitude."""
+    layers = layers_at_comparison(out_dir, records)
+    figure, axes = plt.subplots(figsize=(9, 4))
+    names: list[str] = []
+    for method in methods:
+        if label(method) not in layers:
+            continue
+        densities = pd.DataFrame(layers[label(method)])
+        names = [name.removesuffix(".weight") for name in densities["name"]]
+        style = {"linewidth": 2.6, "markersize": 6} if method == OURS else {"linewidth": 1.3, "markersize": 4}
+        axes.plot(range(len(densities)), densities["density"] * 100, color=colour(method), marker=marker(method), label=label(method), **style)
+    axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g} %"))
+    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    axes.set(ylabel="weights kept in the layer (log scale)", xlabel="")
+    axes.grid(axis="y", alpha=0.3)
+    _legend_outside(axes)
+    axes.set_title(f"{percent(comparison_sparsity(records))} sparse; {data_label(records)}", fontsize=9)
     figure.tight_layout()
     return figure

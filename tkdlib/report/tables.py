@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from tkdlib.report.records import MAIN_ROW, OURS, STAGES, VARIANT_SEPARATOR, at_comparison_sparsity, layers_at_comparison, main_comparison, records_at_comparison, variant_cells, variant_switches
-from tkdlib.report.style import and_list, label, method_order
+from tkdlib.report.style import and_list, label, mean_spread, method_order, percent
 
 
 PAIRED_COLUMNS = ["accuracy", "reference", "change", "seeds"]  # a variant against its reference: `paired_accuracy`
@@ -20,22 +20,22 @@ PAIRED_COLUMNS = ["accuracy", "reference", "change", "seeds"]  # a variant again
 def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds);
     a cell whose run has not finished says "not run yet". `failed` (`failed_runs` with the
-    profile) marks the cells where a main-comparison run failed, e.g. "67.09 (seed 1 failed)".
+    profile) marks the cells where a main-comparison run failed, e.g. "67.1 (seed 1 failed)".
     Rows: ours first, then the baselines in the order of `METHOD_LABELS`."""
     main = main_comparison(records)
     grouped = main.groupby(["method", "sparsity"])["acc_retrained"]
     mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
-    cells = mean.map("{:.2f}".format) + [f" ± {s:.2f}" if n > 1 else "" for s, n in zip(std, count)]
+    cells = pd.Series([mean_spread(m, s if n > 1 else None) for m, s, n in zip(mean, std, count)], index=mean.index)
     if failed is not None and not failed.empty:
         failed_main = failed[failed["variant"] == ""].groupby(["method", "sparsity"])["seed"]
         notes = failed_main.agg(lambda seeds: f"seed{'s' if len(seeds) > 1 else ''} {and_list([str(s) for s in sorted(seeds)])} failed")
         both = cells.index.union(notes.index)
         cells, notes = cells.reindex(both), notes.reindex(both)
-        cells = (cells + " (" + notes + ")").fillna(cells).fillna(notes)  # "67.09 (seed 1 failed)", or either alone
+        cells = (cells + " (" + notes + ")").fillna(cells).fillna(notes)  # "67.1 (seed 1 failed)", or either alone
     table = cells.unstack("sparsity").fillna("not run yet")
     table = table.loc[sorted(table.index, key=method_order)]
     table.index = [label(name) for name in table.index]
-    table.columns = [f"{s:.0%} sparse" for s in table.columns]
+    table.columns = [f"{percent(s)} sparse" for s in table.columns]
     return table
 
 
@@ -66,6 +66,20 @@ def paired_accuracy(runs: pd.DataFrame, reference_runs: pd.DataFrame) -> dict[st
         return {"accuracy": round(accuracy.mean(), 2), "reference": math.nan, "change": math.nan, "seeds": len(accuracy)}
     mean, reference_mean = accuracy[shared].mean(), reference[shared].mean()
     return {"accuracy": round(mean, 2), "reference": round(reference_mean, 2), "change": round(mean - reference_mean, 2), "seeds": len(shared)}
+
+
+def ablation_changes(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per ablation variant and seed whose main-comparison run of the same method,
+    sparsity and seed has finished: ``variant``, ``method``, ``sparsity``, ``seed`` and ``change``
+    (retrained accuracy of the variant minus that of the main run, percentage points)."""
+    main = main_comparison(records).set_index(["method", "sparsity", "seed"])["acc_retrained"]
+    rows = [
+        {"variant": variant, "method": method, "sparsity": sparsity, "seed": run.seed, "change": (run.acc_retrained - main[(method, sparsity, run.seed)]) * 100}
+        for (variant, method, sparsity), runs in variant_cells(records)
+        for run in runs.itertuples()
+        if (method, sparsity, run.seed) in main.index
+    ]
+    return pd.DataFrame(rows, columns=["variant", "method", "sparsity", "seed", "change"])
 
 
 def ablation_matrix(records: pd.DataFrame) -> pd.DataFrame:
@@ -130,8 +144,7 @@ def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
     if OURS in table.index:
         table[["images vs ours", "FLOPs vs ours"]] = cost_over_ours(table).round(2).to_numpy()
     table["acc_retrained"] = (table["acc_retrained"] * 100).round(2)
-    table["total_flops"] = table["total_flops"].map("{:.3g}".format)
-    table["total_seconds"] = table["total_seconds"].round(1)
+    table["total_seconds"] = table["total_seconds"].round(0)
     table = table.loc[sorted(table.index, key=method_order)]
     table.index = [label(name) for name in table.index]
     return table.rename(columns={"total_images": "images (backward)", "total_flops": "FLOPs", "total_seconds": "seconds", "acc_retrained": "accuracy (%)"})
