@@ -10,7 +10,14 @@ rendered DOM is checked for
   does not serve, or whose ``#anchor`` is no id (or ``a`` name) of the target page;
 - missing images: an ``img`` src inside the site that the server does not serve;
 - Python tracebacks: a notebook output of error type (myst-nb renders it as
-  ``div.output.traceback``), or the text of a traceback header anywhere on the page.
+  ``div.output.traceback``), or the text of a traceback header anywhere on the page;
+- visible code on a summary page (``book/generated/<profile>/<name>.html`` with a name of
+  `SUMMARY_NAMES`): a code cell's input (myst-nb's ``div.cell_input``) outside a folded
+  ``details`` (the ``hide-input`` tag); other pages may show their code;
+- raw floats in tables: a ``td`` or ``th`` whose whole text is a Python float rendering such as
+  ``1199360.0`` or ``5.97e+14`` rather than a number formatted for readers;
+- images without text: an ``img`` in the page's ``main`` or ``article`` with no (or an empty)
+  ``alt`` that is not in a ``figure`` with a ``figcaption``.
 
 Links and images outside the site are not followed, and the browser resolves no outside host, so
 the check runs offline. Exit status: 0 when every page is clean, 1 when a page has a problem (one
@@ -24,6 +31,7 @@ import argparse
 import contextlib
 import functools
 import http.server
+import re
 import shutil
 import subprocess
 import sys
@@ -36,9 +44,15 @@ from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import yaml
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, Tag
 
 TRACEBACK_HEADER = "Traceback (most recent call last)"
+# The pages built from the summary notebooks, book/generated/<profile>/<name>.html: no code shown.
+SUMMARY_NAMES = frozenset({"results", "ablations", "efficiency", "masks", "runs"})
+# A table cell holding a float as Python prints it (1199360.0, 5.97e+14, 1e-05), not as a reader reads
+# it. A whole number of three or more digits with ".0" is a count printed as a float; "37.0" or "0.0"
+# is a one-decimal accuracy or change that happens to be whole, and passes.
+RAW_FLOAT = re.compile(r"[-+]?\d{3,}\.0|[-+]?\d+(?:\.\d+)?[eE][-+]?\d+")
 BROWSER_NAMES = ("chromium", "chromium-browser")
 # Headless, quiet, nothing fetched or stored beyond the page itself; outside hosts do not resolve.
 BROWSER_FLAGS = (
@@ -138,6 +152,10 @@ class Site:
         self._bodies: dict[str, bytes | None] = {}
         self._anchors: dict[str, set[str]] = {}
 
+    def relative(self, url: str) -> str:
+        """The path of `url` relative to the site root (no query or fragment)."""
+        return unquote(urlsplit(url).path).removeprefix(urlsplit(self.base).path)
+
     def contains(self, url: str) -> bool:
         """Whether `url` points inside the served site."""
         return urlsplit(url)[:2] == urlsplit(self.base)[:2]
@@ -165,12 +183,21 @@ def anchors_of(soup: BeautifulSoup) -> set[str]:
 
 
 def page_problems(dom: str, page_url: str, site: Site) -> list[str]:
-    """What is wrong with one rendered page: broken links, missing images, tracebacks.
+    """What is wrong with one rendered page: broken links, missing images, tracebacks, visible code
+    on a summary page, raw floats in tables, images without text.
 
     Anchors on the page itself are looked up in its rendered DOM, anchors on other pages in the
     HTML the server sends.
     """
     soup = BeautifulSoup(dom, "html.parser")
+    problems = link_problems(soup, page_url, site) + traceback_problems(soup)
+    if is_summary_page(site.relative(page_url)):
+        problems += visible_code_problems(soup)
+    return problems + raw_float_problems(soup) + image_text_problems(soup)
+
+
+def link_problems(soup: BeautifulSoup, page_url: str, site: Site) -> list[str]:
+    """Each link, script or image of the page at `page_url` that does not resolve inside the site."""
     own = (urldefrag(page_url)[0], anchors_of(soup))
     problems = []
     for tag_name, attribute, problem in CHECKED:
@@ -178,12 +205,57 @@ def page_problems(dom: str, page_url: str, site: Site) -> list[str]:
             reason = _broken(str(tag[attribute]), page_url, site, own)
             if reason:
                 problems.append(f"{problem} {tag[attribute]!r}: {reason}")
+    return problems
+
+
+def traceback_problems(soup: BeautifulSoup) -> list[str]:
+    """One problem when the page shows a notebook error output or a traceback header, else none."""
     errors = soup.select("div.output.traceback")
     if errors:
-        problems.append(f"{len(errors)} notebook output(s) of error type, the first ending {_last_line((errors[0].pre or errors[0]).get_text())!r}")
-    elif TRACEBACK_HEADER in soup.get_text():
-        problems.append(f"a Python traceback in the page text ({TRACEBACK_HEADER!r})")
-    return problems
+        return [f"{len(errors)} notebook output(s) of error type, the first ending {_last_line((errors[0].pre or errors[0]).get_text())!r}"]
+    if TRACEBACK_HEADER in soup.get_text():
+        return [f"a Python traceback in the page text ({TRACEBACK_HEADER!r})"]
+    return []
+
+
+def is_summary_page(path: str) -> bool:
+    """Whether `path` (relative to the site root) is a page built from a summary notebook."""
+    parts = path.split("/")
+    return len(parts) == 4 and parts[:2] == ["book", "generated"] and parts[3] in {f"{name}.html" for name in SUMMARY_NAMES}
+
+
+def visible_code_problems(soup: BeautifulSoup) -> list[str]:
+    """Each code cell input (myst-nb's ``div.cell_input``) not folded away inside a ``details``."""
+    return [
+        f"code cell visible on a summary page: {_first_line(cell.get_text())!r}"
+        for cell in soup.select("div.cell_input")
+        if cell.find_parent("details") is None
+    ]
+
+
+def raw_float_problems(soup: BeautifulSoup) -> list[str]:
+    """Each table cell whose whole text is a float as Python prints it (`RAW_FLOAT`)."""
+    return [
+        f"raw float {text!r} in a table cell"
+        for cell in soup.find_all(["td", "th"])
+        if RAW_FLOAT.fullmatch(text := cell.get_text().strip())
+    ]
+
+
+def image_text_problems(soup: BeautifulSoup) -> list[str]:
+    """Each image of the main content (``main`` or ``article``) with neither alt text nor a caption."""
+    return [
+        f"image without alt text or caption {image.get('src')!r}"
+        for image in soup.select("main img, article img")
+        if not str(image.get("alt") or "").strip() and not _captioned(image)
+    ]
+
+
+def _captioned(image: Tag) -> bool:
+    """Whether `image` is inside a ``figure`` whose ``figcaption`` has text."""
+    figure = image.find_parent("figure")
+    caption = figure.find("figcaption") if figure else None
+    return bool(caption and caption.get_text().strip())
 
 
 def _broken(reference: str, page_url: str, site: Site, own: tuple[str, set[str]]) -> str | None:
@@ -205,6 +277,11 @@ def _broken(reference: str, page_url: str, site: Site, own: tuple[str, set[str]]
 def _last_line(text: str) -> str:
     """The last non-blank line of a traceback: the exception and its message."""
     return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+
+
+def _first_line(text: str) -> str:
+    """The first non-blank line of a code cell."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def check_site(build: Path, pages: list[str], browser: str, shot: tuple[str, Path] | None = None) -> dict[str, list[str]]:

@@ -29,7 +29,11 @@ def test_batch_runs_notebooks_and_resumes(tiny_batch, capsys):
     assert len(records) == 3
     executed = nbformat.read(records[0].parent / "experiment.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert injected and "hide-cell" in injected[0].metadata["tags"]
+    assert injected and "hide-cell" in injected[0].metadata["tags"]  # the how-to keeps its parameters, folded
+    summary = nbformat.read(tiny_batch.results, as_version=4)
+    injected = [c for c in summary.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "remove-cell" in injected[0].metadata["tags"]  # a summary page shows no parameters at all
+    assert summary.metadata["mystnb"]["remove_code_source"]
     assert set(glued(tiny_batch.results)) >= {"accuracy_teacher_guided", "accuracy_magnitude", "headline_text"}
     # A second batch finds every record and recomputes nothing.
     before = {path: path.stat().st_mtime_ns for path in records}

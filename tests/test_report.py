@@ -301,7 +301,7 @@ def test_a_variant_whose_main_run_failed_is_given_alone_not_called_unrun(tmp_pat
     assert "Not run yet" not in text
     assert pd.isna(ablation_table(records).loc["allow_layer_collapse=True", "change"])
     figure = ablation_plot(records.assign(dataset="cifar10", data="cifar10-jpeg.tar.gz (JPEG re-encoding of CIFAR-10)"))
-    assert [tick.get_text() for tick in figure.axes[0].get_yticklabels()] == ["guide_epochs=0 (teacher-guided (ours), 90%)"]  # no bar without a change
+    assert [tick.get_text() for tick in figure.axes[0].get_yticklabels()] == ["guide_epochs=0 (teacher-guided (ours), 90 %)"]  # no bar without a change
 
 
 def test_ablation_text_without_reference_or_planned_variants(tmp_path: Path):

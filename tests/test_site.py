@@ -40,8 +40,31 @@ PAGES = {
     "scripted.html": """<p id="here">An image and a traceback appear only once scripts run.</p>
         <script>document.getElementById("here").insertAdjacentHTML("afterend",
         '<img src="late.png"><pre>Traceback' + ' (most recent call last):\\n  ValueError</pre>');</script>""",
+    # A summary page as myst-nb renders one: code shown and folded, raw and formatted numbers, images.
+    "book/generated/demo/results.html": """<header><img src="../../../ok.png"></header><main><article class="bd-article">
+        <div class="cell docutils container"><div class="cell_input docutils container">
+        <div class="highlight-ipython3 notranslate"><div class="highlight"><pre><span></span>
+        <span class="n">report</span><span class="o">.</span><span class="n">results_table</span><span class="p">()</span>
+        <span class="n">more</span></pre></div></div></div></div>
+        <div class="cell tag_hide-input docutils container"><details class="hide above-input"><summary>Show code cell source</summary>
+        <div class="cell_input docutils container"><div class="highlight-ipython3 notranslate"><div class="highlight">
+        <pre>import folded</pre></div></div></div></details></div>
+        <table><tr><th>parameters</th><th>FLOPs</th><th>accuracy</th></tr>
+        <tr><td>1199360.0</td><td>5.97e+14</td><td>83.2 ± 0.4</td></tr>
+        <tr><td>1,199,360</td><td>5.97 × 10¹⁴</td><td> 83.2 </td></tr></table>
+        <img src="../../../bare.png"> <img src="../../../ok.png" alt="accuracy against sparsity">
+        <figure><img src="../../../ok.png"><figcaption>Accuracy against sparsity.</figcaption></figure>
+        </article></main>""",
 }
-TOC = "format: jb-book\nroot: good\nchapters:\n  - file: bad\n  - file: scripted.md\n"
+TOC = "format: jb-book\nroot: good\nchapters:\n  - file: bad\n  - file: scripted.md\n  - file: book/generated/demo/results\n"
+
+# What the check reports on the summary page of the hand-written site, in this order.
+DEMO_PROBLEMS = [
+    "code cell visible on a summary page: 'report.results_table()'",
+    "raw float '1199360.0' in a table cell",
+    "raw float '5.97e+14' in a table cell",
+    "image without alt text or caption '../../../bare.png'",
+]
 
 
 @pytest.fixture
@@ -50,8 +73,11 @@ def faulty_site(tmp_path: Path) -> Path:
     build = tmp_path / "_build" / "html"
     build.mkdir(parents=True)
     for name, body in PAGES.items():
-        (build / name).write_text(f"<!doctype html><html><head><title>{name}</title></head><body>{body}</body></html>")
-    (build / "ok.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        (build / name).parent.mkdir(parents=True, exist_ok=True)
+        head = f'<meta charset="utf-8"><title>{name}</title>'
+        (build / name).write_text(f"<!doctype html><html><head>{head}</head><body>{body}</body></html>", encoding="utf-8")
+    for image in ("ok.png", "bare.png"):
+        (build / image).write_bytes(b"\x89PNG\r\n\x1a\n")
     (build / "style.css").write_text("body { margin: 0 }")
     (tmp_path / "_toc.yml").write_text(TOC)
     return build
@@ -66,7 +92,8 @@ def test_toc_pages_walks_parts_chapters_and_sections(tmp_path):
 def test_page_problems_name_each_fault(faulty_site):
     with check_site.serve(faulty_site) as base:
         site = check_site.Site(base)
-        problems = {page: check_site.page_problems((faulty_site / page).read_text(), base + page, site) for page in PAGES}
+        doms = {page: (faulty_site / page).read_text(encoding="utf-8") for page in PAGES}
+        problems = {page: check_site.page_problems(dom, base + page, site) for page, dom in doms.items()}
     assert problems["good.html"] == problems["other.html"] == []
     assert problems["bad.html"] == [
         "broken link 'missing.html': /missing.html is not served",
@@ -76,6 +103,48 @@ def test_page_problems_name_each_fault(faulty_site):
         "1 notebook output(s) of error type, the first ending 'ZeroDivisionError: division by zero'",
     ]
     assert problems["scripted.html"] == [], "without a browser the scripted faults stay invisible"
+    assert problems["book/generated/demo/results.html"] == DEMO_PROBLEMS
+
+
+
+def test_summary_pages_are_the_generated_summary_pages():
+    summary = ["book/generated/cpu/results.html", "book/generated/sample-2/masks.html", "book/generated/x/runs.html"]
+    other = ["book/generated/own_model.html", "book/generated/cpu/magnitude_s0.9.html", "book/results.html"]
+    other += ["book/generated/a/b/results.html", "book/generated/cpu/results.ipynb"]
+    assert [check_site.is_summary_page(page) for page in summary + other] == [True] * 3 + [False] * 5
+    assert check_site.Site("http://127.0.0.1:8000/").relative("http://127.0.0.1:8000/book/generated/cpu/results.html#top") == (
+        "book/generated/cpu/results.html"
+    )
+
+
+def test_visible_code_is_a_cell_input_outside_details():
+    soup = BeautifulSoup(
+        """<div class="cell"><div class="cell_input"><pre>\n\n  x = 1  \ny = 2</pre></div><div class="cell_output">out</div></div>
+        <div class="cell"><details class="hide above-input"><div class="cell_input"><pre>hidden()</pre></div></details></div>
+        <div class="cell"><div class="cell_output">output only</div></div>""",
+        "html.parser",
+    )
+    assert check_site.visible_code_problems(soup) == ["code cell visible on a summary page: 'x = 1'"]
+
+
+def test_raw_floats_are_python_renderings_of_whole_cells():
+    raw = ["1199360.0", "120.0", "-200.0", "5.97e+14", "1e-05", "2.5E3"]
+    fine = ["1,199,360", "83.2", "83.20", "37.0", "-2.0", "0.0", "83.2 ± 0.4", "5.97 × 10¹⁴", "12", "12.0 %", "v1.0", "e+14", "1.05"]
+    cells = "".join(f"<td>{text}</td>" for text in raw + fine)
+    soup = BeautifulSoup(f"<table><tr><th> 300.0 </th>{cells}</tr></table><p>1000.0</p>", "html.parser")
+    assert check_site.raw_float_problems(soup) == [f"raw float {text!r} in a table cell" for text in ["300.0", *raw]]
+
+
+def test_images_need_alt_text_or_a_caption_inside_the_content():
+    soup = BeautifulSoup(
+        """<header><img src="logo.png"></header><main><img src="a.png" alt=""><img src="b.png" alt="B">
+        <article class="bd-article"><img src="c.png"><figure><img src="d.png"><figcaption>D</figcaption></figure>
+        <figure><img src="e.png"><figcaption> </figcaption></figure><figure><img src="f.png" alt="F"></figure></article></main>""",
+        "html.parser",
+    )
+    assert check_site.image_text_problems(soup) == [
+        f"image without alt text or caption {src!r}" for src in ("a.png", "c.png", "e.png")
+    ]
 
 
 @needs_browser
@@ -88,7 +157,8 @@ def test_check_fails_on_faulty_pages_and_names_them(faulty_site, tmp_path, capsy
     assert "bad.html: 1 notebook output(s) of error type" in out
     assert "scripted.html: missing image 'late.png': /late.png is not served" in out
     assert "scripted.html: a Python traceback in the page text" in out
-    assert out.strip().endswith("3 pages checked in " + check_site.find_browser() + ": 7 problems on 2 pages")
+    assert all(f"book/generated/demo/results.html: {problem}" in out for problem in DEMO_PROBLEMS), out
+    assert out.strip().endswith("4 pages checked in " + check_site.find_browser() + ": 11 problems on 3 pages")
 
 
 @needs_browser
@@ -131,7 +201,7 @@ def built_book(tiny_batch, tmp_path_factory) -> Path:
     return root / "_build" / "html"
 
 
-def test_book_has_api_page_captions_and_folded_parameters(built_book):
+def test_book_has_api_page_captions_and_no_code_on_summary_pages(built_book):
     api = BeautifulSoup((built_book / "book" / "api.html").read_text(), "html.parser")
     assert api.find(id="tkdlib.losses.ca_kld") and api.find(id="tkdlib.batch.shard")
     method = (built_book / "book" / "method.html").read_text()
@@ -142,8 +212,8 @@ def test_book_has_api_page_captions_and_folded_parameters(built_book):
     for image in images:
         caption = image.find_parent("figure").figcaption.get_text(" ", strip=True)
         assert "3 finished runs of profile tiny" in caption and "JPEG re-encoding" in caption
-    injected = results.select_one("div.cell.tag_injected-parameters")
-    assert injected.find("details", class_="hide"), "papermill's injected parameters are folded"
+    assert not results.select("div.cell.tag_injected-parameters, div.cell.tag_parameters"), "a summary page shows no parameters"
+    assert not check_site.visible_code_problems(results), "a summary page shows no code"
 
 
 @needs_browser

@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 GENERATED = REPO_ROOT / "book" / "generated"
 # Notebooks that read a profile's records and become pages of the book, in toc order.
-SUMMARY_NOTEBOOKS = ("results", "ablations", "efficiency", "masks")
+SUMMARY_NOTEBOOKS = ("results", "ablations", "efficiency", "masks", "runs")
 # Example notebooks that belong to no profile: executed into ``book/generated/`` once, when missing.
 EXAMPLE_NOTEBOOKS = ("own_model",)
 # Config fields that the experiment notebook takes as parameters of their own; others go in `overrides`.
@@ -152,14 +152,18 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any]) -> None:
 
 
 def _fold_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``hide-cell`` so the book shows it folded."""
+    """Show papermill's injected-parameters cell as the book shows the parameters cell it
+    overrides: removed where that one is tagged ``remove-cell`` (the summary pages), folded
+    (``hide-cell``) elsewhere, so no page shows the defaults while hiding the values used."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
+    removed = any("parameters" in tags and "remove-cell" in tags for tags in (cell.metadata.get("tags", []) for cell in notebook.cells))
     for cell in notebook.cells:
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "hide-cell" not in tags:
-            tags.append("hide-cell")
+        wanted = "remove-cell" if removed else "hide-cell"
+        if "injected-parameters" in tags and wanted not in tags:
+            tags.append(wanted)
     with atomic_write(path, "w") as handle:
         nbformat.write(notebook, handle)
 

@@ -14,7 +14,7 @@ from tkdlib.report.records import (
 from tkdlib.report.style import METHOD_LABELS, label, readable
 from tkdlib.report.tables import (
     PAIRED_COLUMNS, ablation_changes, ablation_matrix, ablation_table, benchmark_machine, benchmark_table, compute_summary,
-    efficiency_table, phase_costs, results_table, run_summary, switch_effects, thinnest_layers,
+    efficiency_table, phase_costs, results_table, run_summary, runs_table, switch_effects, thinnest_layers,
 )
 from tkdlib.report.text import (
     ablation_text, by_sparsity_text, figure_source, headline, headline_text, iterative_cost_text, phase_seconds_text,
@@ -25,6 +25,6 @@ __all__ = [
     "accuracy_vs_remaining", "cost_vs_accuracy", "benchmark_machine", "benchmark_table", "by_sparsity_text", "comparison_sparsity",
     "compute_summary", "data_label", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
     "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison",
-    "per_seed", "phase_costs", "phase_seconds_text", "planned_methods", "readable", "results_table", "run_summary",
+    "per_seed", "phase_costs", "phase_seconds_text", "planned_methods", "readable", "results_table", "run_summary", "runs_table",
     "switch_effects", "thinnest_layers",
 ]

@@ -17,6 +17,25 @@ from tkdlib.report.style import and_list, label, mean_spread, method_order, perc
 PAIRED_COLUMNS = ["accuracy", "reference", "change", "seeds"]  # a variant against its reference: `paired_accuracy`
 
 
+RUN_COLUMNS = {"run": "run", "method": "method", "sparsity": "sparsity", "seed": "seed", "variant": "variant"}
+
+
+def runs_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Every finished run, compactly, for the appendix: run id, method (its book name), target
+    sparsity, seed, variant ("" for the main comparison), the accuracy (%) after each stage, the
+    sparsity achieved on the weights (%) and the precision it trained in. Main comparison first,
+    then by method, sparsity and seed."""
+    table = records.assign(
+        method=records["method"].map(label),
+        order=records["method"].map(method_order),
+        **{stage: records[f"acc_{stage}"] * 100 for stage in STAGES},
+        achieved=records["achieved_sparsity"] * 100,
+    )
+    table = table.sort_values(["variant", "order", "sparsity", "seed"], kind="stable")
+    columns = {**RUN_COLUMNS, **{stage: f"{stage} (%)" for stage in STAGES}, "achieved": "achieved sparsity (%)", "precision": "precision"}
+    return table[list(columns)].rename(columns=columns).set_index("run")
+
+
 def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds);
     a cell whose run has not finished says "not run yet". `failed` (`failed_runs` with the

@@ -325,4 +325,4 @@ def figure_source(records: pd.DataFrame, profile: str) -> str:
     seeds = sorted(records["seed"].unique())
     runs = f"{len(records)} finished run{'s' if len(records) > 1 else ''}"
     seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(seed) for seed in seeds)}"
-    return f"Drawn from the {runs} of profile `{profile}` ({seed_text}; run ids under *Every run*), on {data_label(records)}."
+    return f"Drawn from the {runs} of profile `{profile}` ({seed_text}; run ids in the appendix *Every run*), on {data_label(records)}."
