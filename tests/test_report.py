@@ -71,10 +71,10 @@ def test_partial_grid_compares_where_most_methods_finished(tmp_path: Path):
     assert numbers["sparsity"] == 90 and numbers["methods_compared"] == 3 and numbers["ours_rank"] == 2
     assert abs(numbers["gap_to_best_other"] - (-2.0)) < 1e-9
     text = headline_text(records, _profile(tmp_path, EVERY_METHOD, [0.9, 0.95]))
-    assert "80.0 % after retraining, against 82.0 % for magnitude and 79.0 % for SNIP" in text
-    assert "It ranks 2 of the 3 methods finished there, 2.0 percentage points behind the best of the others, magnitude." in text
+    assert "teacher-guided pruning reaches 80.0 % after retraining. The best of the other methods, magnitude, reaches 82.0 %." in text
+    assert "Ours ranks 2 of 3, 2.0 points behind." in text
     assert "Not yet run at 90 % sparsity: CE gradient" in text
-    assert "iterative magnitude pruning has not been run" in text.lower() and "images_vs_ours_imp" not in numbers
+    assert "Iterative magnitude pruning has not run at 90 % sparsity yet." in text and "images_vs_ours_imp" not in numbers
 
 
 def test_headline_counts_imp_cost_once_both_ran(tmp_path: Path):
@@ -82,12 +82,12 @@ def test_headline_counts_imp_cost_once_both_ran(tmp_path: Path):
     records = _records([("teacher_guided", 0.9, 0.80), ("imp", 0.9, 0.81), ("magnitude", 0.5, 0.9)])
     numbers = headline(records)
     assert numbers["images_vs_ours_imp"] == 5 and numbers["flops_vs_ours_imp"] == 6
-    assert "passed 5.00 × as many images" in iterative_cost_text(records, profile)
-    assert "ranks 2 of the 2 methods finished there, 1.0 percentage points behind the best of the others, IMP" in headline_text(records, profile)
+    assert "costs 6.00 × the FLOPs of teacher-guided one-shot pruning and 5.00 × the images" in iterative_cost_text(records, profile)
+    assert "The best of the other methods, IMP (iterative, rewinding), reaches 81.0 %. Ours ranks 2 of 2, 1.0 points behind." in headline_text(records, profile)
     ahead = _records([("teacher_guided", 0.9, 0.83), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.75)])
-    assert "ranks 1 of the 3 methods finished there, 1.0 percentage points ahead of the best of the others, magnitude." in headline_text(ahead, profile)
+    assert "The best of the other methods, magnitude, reaches 82.0 %. Ours ranks 1 of 3, 1.0 points ahead." in headline_text(ahead, profile)
     own = pd.concat([ahead, _records([("my_score", 0.9, 0.86)])], ignore_index=True)  # a registered method of one's own
-    assert "It ranks 2 of the 4 methods finished there, 3.0 percentage points behind the best of the others, my_score." in headline_text(own, profile)
+    assert "The best of the other methods, my_score, reaches 86.0 %. Ours ranks 2 of 4, 3.0 points behind." in headline_text(own, profile)
 
 
 def test_headline_names_the_methods_more_accurate_than_ours_for_fewer_flops(tmp_path: Path):
@@ -98,10 +98,10 @@ def test_headline_names_the_methods_more_accurate_than_ours_for_fewer_flops(tmp_
     numbers = headline(records)
     assert numbers["flops_vs_ours_magnitude"] == 0.5 and numbers["flops_vs_ours_epsd"] == pytest.approx(0.1) and numbers["flops_vs_ours_imp"] == 3
     text = headline_text(records, profile)
-    assert "pays for: magnitude at 0.50 × its FLOPs and EPSD (our re-implementation) at 0.10 × its FLOPs." in text
+    assert "More accurate for fewer FLOPs than ours: magnitude at 0.50 × the FLOPs and EPSD (our re-implementation) at 0.10 × the FLOPs." in text
     assert "SNIP at" not in text and "IMP (iterative, rewinding) at" not in text  # less accurate; costlier
     costly = records[records["method"].isin(["teacher_guided", "imp", "snip"])]
-    assert "None of the more accurate methods cost fewer FLOPs than it." in headline_text(costly, profile)
+    assert "None of the more accurate methods costs fewer FLOPs." in headline_text(costly, profile)
     first = records[records["method"].isin(["teacher_guided", "snip"])]
     assert "fewer FLOPs" not in headline_text(first, profile)
 
@@ -109,7 +109,7 @@ def test_headline_names_the_methods_more_accurate_than_ours_for_fewer_flops(tmp_
 def test_headline_says_when_ours_is_missing_or_alone(tmp_path: Path):
     profile = _profile(tmp_path, EVERY_METHOD, [0.9])
     assert "has not finished at 90 % sparsity yet" in headline_text(_records([("magnitude", 0.9, 0.8)]), profile)
-    assert "no other method has finished there yet" in headline_text(_records([("teacher_guided", 0.9, 0.8)]), profile)
+    assert "No other method has finished there yet." in headline_text(_records([("teacher_guided", 0.9, 0.8)]), profile)
 
 
 def test_headline_names_only_what_the_profile_plans(tmp_path: Path):
@@ -117,8 +117,8 @@ def test_headline_names_only_what_the_profile_plans(tmp_path: Path):
     records = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
     text = headline_text(records, profile)
     assert "Not yet run at 90 % sparsity: CE gradient (no teacher) and SNIP." in text
-    assert "This profile does not run iterative magnitude pruning at 90 % sparsity" in text
-    assert "iterative magnitude pruning has not been run" in iterative_cost_text(records, _profile(tmp_path, ["teacher_guided", "imp"], [0.9])).lower()
+    assert "This profile does not run iterative magnitude pruning at 90 % sparsity." in text
+    assert "Iterative magnitude pruning has not run" in iterative_cost_text(records, _profile(tmp_path, ["teacher_guided", "imp"], [0.9]))
 
 
 def _layer(name: str, kept: int, total: int) -> dict:
@@ -219,7 +219,7 @@ def test_ablation_text_orders_changes_names_missing_variants_and_the_noise_it_ca
     assert "guide_epochs=0 -3.0 (77.0 % against 80.0 %), normalize_logits=False for magnitude at 90 % +2.0 (84.0 % against 82.0 %) and normalize_logits=False +0.5" in ablation_text(on_magnitude, profile)
     assert "no second seed has run yet" in text
     two_seeds = _with_variants(pd.concat([main, main.iloc[[0]].assign(seed=1, acc_retrained=0.79)], ignore_index=True), [("guide_epochs=0", 0.77)])
-    assert "seeds landed up to 1.0 points apart" in ablation_text(two_seeds, profile)
+    assert "seeds landed up to 1.0 points apart; 1 of the 1 changes exceed that." in ablation_text(two_seeds, profile)
 
 
 def test_switch_effects_split_a_combined_variant_into_its_switches(tmp_path: Path):
@@ -232,9 +232,6 @@ def test_switch_effects_split_a_combined_variant_into_its_switches(tmp_path: Pat
     assert effects.loc["normalize_logits=False", ["alongside", "reference", "change"]].tolist() == ["gamma=0.0", 79.0, -1.0]
     magnitude_only = _with_variants(records[records["variant"] != "gamma=0.0"], [("gamma=0.0", 0.79)], method="magnitude")
     assert list(switch_effects(magnitude_only)["switch"]) == ["gamma=0.0"]  # the partner must share method and sparsity
-    text = ablation_text(records, _ablation_profile(tmp_path))
-    assert ("Switch by switch, against the variant that sets the others only: gamma=0.0 alongside normalize_logits=False -2.5 (78.0 % against 80.5 %) "
-            "and normalize_logits=False alongside gamma=0.0 -1.0 (78.0 % against 79.0 %).") in text
 
 
 def test_a_variant_is_measured_against_the_main_runs_of_its_own_seeds(tmp_path: Path):
@@ -266,9 +263,6 @@ def test_ablation_matrix_puts_each_method_under_each_variant_beside_its_main_run
     assert pd.isna(matrix.loc[(0.9, "gamma=0.0", "0"), "magnitude"])
     custom = _with_variants(pd.concat([records, _records([("my_score", 0.9, 0.7)])], ignore_index=True), [("gamma=0.0", 0.71)], "my_score")
     assert list(ablation_matrix(custom).columns) == ["teacher-guided (ours)", "magnitude", "my_score"]  # a registered method of one's own comes last, not dropped
-    text = ablation_text(records, _ablation_profile(tmp_path))
-    assert "Methods under the same switches, most accurate first: with retrain_with_kd=False at 90 % (seed 0), magnitude 85.0 % and teacher-guided (ours) 83.0 %." in text
-    assert "Methods under the same switches" not in ablation_text(_with_variants(main, [("gamma=0.0", 0.79)]), _ablation_profile(tmp_path))
 
 
 def test_each_row_of_the_ablation_matrix_averages_the_seeds_all_its_methods_ran():
@@ -297,7 +291,7 @@ def test_a_variant_whose_main_run_failed_is_given_alone_not_called_unrun(tmp_pat
     records = pd.concat([records, pd.DataFrame([collapsed])], ignore_index=True)
     text = ablation_text(records, load_profile(path))
     assert "guide_epochs=0 -3.0 (77.0 % against 80.0 %)." in text
-    assert "Without a finished main-comparison run to compare with (it failed or has not run): allow_layer_collapse=True for teacher-guided (ours) at 98 % 61.0 %." in text
+    assert "Without a finished main run to compare with: allow_layer_collapse=True for teacher-guided (ours) at 98 % 61.0 %." in text
     assert "Not run yet" not in text
     assert pd.isna(ablation_table(records).loc["allow_layer_collapse=True", "change"])
     figure = ablation_plot(records.assign(dataset="cifar10", data="cifar10-jpeg.tar.gz (JPEG re-encoding of CIFAR-10)"))
@@ -338,14 +332,13 @@ def test_headline_averages_each_seeds_teacher_once_and_weighs_the_gap_against_th
     assert numbers["seeds_teacher_guided"] == 2 and numbers["seeds_snip"] == 1
     assert abs(numbers["spread_teacher_guided"] - 2.0) < 1e-9 and numbers["spread_snip"] == 0.0
     text = headline_text(records, profile)
-    assert text.startswith("The teachers of seeds 0 and 1 reached 90.0 and 80.0 % test accuracy, their dense students 85.0 and 75.0 %.")
-    assert "Means over seeds for teacher-guided (ours) (2) and magnitude (2); the others ran one seed." in text
+    assert text.startswith("The dense teachers reach 80.0–90.0 % test accuracy, the dense students 75.0–85.0 % (seeds 0 and 1).")
     # ours 79.0 vs magnitude 82.5: a 3.5-point gap against seeds 2.0 and 1.0 points apart
-    assert "Seed to seed, the accuracy moved 2.0 points for teacher-guided (ours) and 1.0 points for magnitude: the gap above is wider than that." in text
+    assert "Across seeds, the accuracy spans ours 2.0 and magnitude 1.0 points: the gap is wider than that." in text
     close = records.copy()
     close.loc[close["method"] == "magnitude", "acc_retrained"] = [0.80, 0.79]
-    assert "the gap above is no wider than that." in headline_text(close, profile)
-    assert "Means over seeds" not in headline_text(seed_0, profile) and headline_text(seed_0, profile).startswith("The teacher reached 90.0 %")
+    assert "the gap is no wider than that." in headline_text(close, profile)
+    assert "Across seeds" not in headline_text(seed_0, profile) and headline_text(seed_0, profile).startswith("The dense teacher reaches 90.0 %")
 
 
 def test_per_seed_refuses_runs_of_one_seed_that_used_different_teachers():
@@ -405,3 +398,11 @@ def test_efficiency_table_compares_the_first_seeds_runs_only():
     assert list(table.index) == ["teacher-guided (ours)", "IMP (iterative, rewinding)"]
     assert table["seconds"].tolist() == [100.0, 600.0] and table["accuracy (%)"].tolist() == [80.0, 81.0]
     assert table["images vs ours"].tolist() == [1.0, 5.0] and table["FLOPs vs ours"].tolist() == [1.0, 6.0]
+
+
+def test_ablation_text_names_the_largest_changes_and_leaves_the_rest_to_the_table(tmp_path: Path):
+    main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82)])
+    records = _with_variants(main, [("normalize_logits=False", 0.805), ("guide_epochs=0", 0.77), ("gamma=0.0", 0.79), ("gamma=1.0", 0.84)])
+    text = ablation_text(records, _ablation_profile(tmp_path))
+    assert "(points): gamma=1.0 +4.0 (84.0 % against 80.0 %), guide_epochs=0 -3.0 (77.0 % against 80.0 %) and gamma=0.0 -1.0 (79.0 % against 80.0 %)." in text
+    assert "The ablation table lists the other 1." in text and "normalize_logits=False +0.5" not in text

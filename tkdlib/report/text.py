@@ -70,11 +70,14 @@ def _points(gap: float) -> str:
     return f"{gap:.1f}" if gap >= 0.05 else f"{gap:.2f}"
 
 
+LARGEST_CHANGES = 3  # how many ablation changes `ablation_text` names; the rest are in the ablation table
+
+
 def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
-    """The ablations in words (plain text): each finished variant's change against its reference run
-    (percentage points, largest first), each switch of a combined variant against the variant
-    without it (`switch_effects`), the variants of `profile` not finished yet, and how much a
-    second seed moves the reference, where one has run, to tell a change from noise.
+    """The ablations in short sentences (plain text): the largest changes against the reference
+    runs (percentage points), how many changes exceed the seed spread of those references, the
+    variants without a finished reference, and the variants of `profile` not finished yet. The
+    full list, and each switch of a combined variant on its own, are in the ablation tables.
 
     A variant is named by its switches joined with " + "; one whose method and sparsity are not
     those of most variants (the usual case: teacher-guided at one sparsity; teacher-guided wins a
@@ -96,55 +99,27 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
         return spoken(variant) + (f" for {method} at {sparsity * 100:.0f} %" if unusual else "")
 
     table = table.sort_values("change", key=abs, ascending=False, kind="stable")
-    changes = [
-        f"{named(variant, row.method, row.sparsity)} {_change_phrase(row)}" for variant, row in table.iterrows()
+    largest = [f"{named(variant, row.method, row.sparsity)} {_change_phrase(row)}" for variant, row in table.head(LARGEST_CHANGES).iterrows()]
+    sentences = [
+        f"Each ablation changes {usual_method} at {usual_sparsity * 100:.0f} % sparsity unless it names another method or sparsity.",
+        f"{'The largest changes' if len(largest) > 1 else 'The change'} against the main run of the same seed (points): {and_list(largest)}.",
     ]
-    text = (
-        f"Each ablation changes {usual_method} at {usual_sparsity * 100:.0f} % sparsity unless it names another method or sparsity. "
-        f"Against the main-comparison run of the same method, sparsity and seed (the same teacher and dense student), the accuracy after retraining changed by "
-        f"(percentage points, largest first): {and_list(changes)}."
-    )
-    split = switch_effects(records)
-    if not split.empty:
-        parts = [
-            f"{row.switch} alongside {named(row.alongside, row.method, row.sparsity)} {_change_phrase(row)}" for row in split.itertuples()
-        ]
-        text += f" Switch by switch, against the variant that sets the others only: {and_list(parts)}."
+    if len(table) > LARGEST_CHANGES:
+        sentences.append(f"The ablation table lists the other {len(table) - LARGEST_CHANGES}.")
+    sentences.append(_seed_spread_sentence(records, table))
     if not unreferenced.empty:
         alone = [f"{named(variant, row.method, row.sparsity)} {row.accuracy:.1f} %" for variant, row in unreferenced.iterrows()]
-        text += f" Without a finished main-comparison run to compare with (it failed or has not run): {and_list(alone)}."
-    text += _same_switches_sentence(records)
+        sentences.append(f"Without a finished main run to compare with: {and_list(alone)}.")
     finished = set(zip(every_variant.index, every_variant["method"], every_variant["sparsity"]))
     missing = [named(*cell) for cell in planned if cell not in finished]
     if missing:
-        text += f" Not run yet: {and_list(missing)}."
-    return f"{text} {_seed_spread_sentence(records, table)}"
+        sentences.append(f"Not run yet: {and_list(missing)}.")
+    return " ".join(sentences)
 
 
 def spoken(variant: str) -> str:
     """A variant's name for running text: its switches joined with " + "."""
     return variant.replace(VARIANT_SEPARATOR, " + ")
-
-
-def _same_switches_sentence(records: pd.DataFrame) -> str:
-    """The methods that ran under the same variant, most accurate first (from `ablation_matrix`),
-    as a sentence that starts with a space; empty when no variant ran for two methods."""
-    matrix = ablation_matrix(records)
-    shared = [
-        f"with {spoken(variant)} at {sparsity * 100:.0f} % ({_seeds_phrase(seeds)}), "
-        + and_list([f"{method} {accuracy:.1f} %" for method, accuracy in row.dropna().sort_values(ascending=False).items()])
-        for (sparsity, variant, seeds), row in matrix.iterrows()
-        if variant != MAIN_ROW and row.notna().sum() > 1
-    ]
-    return f" Methods under the same switches, most accurate first: {'; '.join(shared)}." if shared else ""
-
-
-def _seeds_phrase(seeds: str) -> str:
-    """An `ablation_matrix` row's ``seeds`` for running text: "seed 0", "seeds 0, 2", or that
-    its methods ran on different seeds."""
-    if seeds == "none shared":
-        return "no seed shared: each method's own seeds"
-    return f"seed{'s' if ',' in seeds else ''} {seeds}"
 
 
 def _change_phrase(row: Any) -> str:
@@ -165,7 +140,8 @@ def _seed_spread_sentence(records: pd.DataFrame, table: pd.DataFrame) -> str:
             spreads.append((runs.max() - runs.min()) * 100)
     if not spreads:
         return "Each variant and its reference ran with one seed: no second seed has run yet to tell how much of a change is run-to-run noise."
-    return f"For scale, the reference runs' seeds landed up to {max(spreads):.1f} points apart."
+    beyond = int((table["change"].abs() > max(spreads)).sum())
+    return f"For scale, the reference runs' seeds landed up to {max(spreads):.1f} points apart; {beyond} of the {len(table)} changes exceed that."
 
 
 def headline(records: pd.DataFrame) -> dict[str, float]:
@@ -207,31 +183,32 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
 
 
 def headline_text(records: pd.DataFrame, profile: Profile) -> str:
-    """The book's headline paragraph (plain text) for `profile`, written from `headline`: ours
-    against every other method finished at the `comparison_sparsity`, the methods the profile
-    plans there that have not finished yet, and `iterative_cost_text`."""
+    """The book's verdict for `profile` in short sentences (plain text), written from `headline`:
+    the dense networks, ours at the `comparison_sparsity`, the best other method and the gap
+    against the seed spread, any method more accurate for fewer FLOPs, what the profile plans there
+    but has not run, and `iterative_cost_text`. The per-method numbers are in the results table."""
     numbers = headline(records)
     planned = planned_methods(profile, comparison_sparsity(records))
     at = f"{numbers['sparsity']:.0f} % sparsity"
-    text = _trained_once_sentence(records)
+    sentences = [_trained_once_sentence(records)]
     if f"accuracy_{OURS}" not in numbers:
-        return text + f"Teacher-guided pruning has not finished at {at} yet."
-    text += f"At {at}, the teacher-guided student reaches {numbers[f'accuracy_{OURS}']:.1f} % after retraining"
+        return " ".join([*sentences, f"Teacher-guided pruning has not finished at {at} yet."])
+    sentences.append(f"At {at}, teacher-guided pruning reaches {numbers[f'accuracy_{OURS}']:.1f} % after retraining.")
     if "ours_rank" not in numbers:
-        return text + "; no other method has finished there yet."
+        return " ".join([*sentences, "No other method has finished there yet."])
     others = [m for m in _methods_in(numbers, "accuracy") if m != OURS]
-    text += ", against " + and_list([f"{numbers[f'accuracy_{m}']:.1f} % for {label(m)}" for m in others]) + ". "
     best_other = max(others, key=lambda m: numbers[f"accuracy_{m}"])  # the method `gap_to_best_other` measures against
     gap = numbers["gap_to_best_other"]
-    text += (
-        f"It ranks {numbers['ours_rank']:.0f} of the {numbers['methods_compared']:.0f} methods finished there, "
-        f"{abs(gap):.1f} percentage points {'behind' if gap < 0 else 'ahead of'} the best of the others, {label(best_other)}."
-    )
-    text += _seeds_sentence(numbers, best_other) + _cheaper_and_better_sentence(numbers)
+    sentences += [
+        f"The best of the other methods, {label(best_other)}, reaches {numbers[f'accuracy_{best_other}']:.1f} %.",
+        f"Ours ranks {numbers['ours_rank']:.0f} of {numbers['methods_compared']:.0f}, {abs(gap):.1f} points {'behind' if gap < 0 else 'ahead'}.",
+    ]
+    sentences += [_seeds_sentence(numbers, best_other), _cheaper_and_better_sentence(numbers)]
     missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
     if missing:
-        text += f" Not yet run at {at}: {and_list(missing)}."
-    return f"{text} {_iterative_cost_sentence(numbers, 'imp' in planned)}"
+        sentences.append(f"Not yet run at {at}: {and_list(missing)}.")
+    sentences.append(_iterative_cost_sentence(numbers, "imp" in planned))
+    return " ".join(sentence for sentence in sentences if sentence)
 
 
 def _methods_in(numbers: dict[str, float], quantity: str) -> list[str]:
@@ -242,33 +219,33 @@ def _methods_in(numbers: dict[str, float], quantity: str) -> list[str]:
 
 
 def _trained_once_sentence(records: pd.DataFrame) -> str:
-    """The accuracy of the teacher and dense student every run of a seed shares, one per seed."""
+    """The accuracy of the teacher and dense student every run of a seed shares: one value, or
+    the range over seeds."""
     teachers, students = per_seed(records, "acc_teacher") * 100, per_seed(records, "acc_dense") * 100
     if len(teachers) == 1:
-        return f"The teacher reached {teachers.iloc[0]:.1f} % test accuracy and the dense student {students.iloc[0]:.1f} %. "
+        return f"The dense teacher reaches {teachers.iloc[0]:.1f} % test accuracy, the dense student {students.iloc[0]:.1f} %."
     seeds = and_list([str(seed) for seed in teachers.index])
     return (
-        f"The teachers of seeds {seeds} reached {and_list([f'{a:.1f}' for a in teachers])} % test accuracy, "
-        f"their dense students {and_list([f'{a:.1f}' for a in students])} %. "
+        f"The dense teachers reach {_range(teachers)} % test accuracy, the dense students {_range(students)} % (seeds {seeds})."
     )
 
 
+def _range(values: pd.Series) -> str:
+    """Lowest to highest with one decimal ("84.6–84.7"), or the one value all share."""
+    low, high = f"{values.min():.1f}", f"{values.max():.1f}"
+    return low if low == high else f"{low}–{high}"
+
+
 def _seeds_sentence(numbers: dict[str, float], best_other: str) -> str:
-    """From `headline`'s `numbers`: which accuracies at the comparison sparsity average several
-    seeds, how far ours' and the best other method's seeds landed apart, and whether the gap
-    between the two exceeds that; empty while every method ran one seed."""
+    """From `headline`'s `numbers`: how far ours' and the best other method's seeds landed apart,
+    and whether the gap between the two exceeds that; empty while both ran one seed."""
     seeds = {m: int(numbers[f"seeds_{m}"]) for m in _methods_in(numbers, "seeds")}
-    several = [m for m in seeds if seeds[m] > 1]
-    if not several:
-        return ""
-    others = "" if len(several) == len(seeds) else "; the others ran one seed"
-    text = f" Means over seeds for {and_list([f'{label(m)} ({seeds[m]})' for m in several])}{others}."
     pair = [m for m in (OURS, best_other) if seeds.get(m, 0) > 1]
-    if pair:
-        moved = and_list([f"{numbers[f'spread_{m}']:.1f} points for {label(m)}" for m in pair])
-        verdict = "wider" if abs(numbers["gap_to_best_other"]) > max(numbers[f"spread_{m}"] for m in pair) else "no wider"
-        text += f" Seed to seed, the accuracy moved {moved}: the gap above is {verdict} than that."
-    return text
+    if not pair:
+        return ""
+    spans = [f"{'ours' if m == OURS else label(m)} {numbers[f'spread_{m}']:.1f}" for m in pair]
+    verdict = "wider" if abs(numbers["gap_to_best_other"]) > max(numbers[f"spread_{m}"] for m in pair) else "no wider"
+    return f"Across seeds, the accuracy spans {and_list(spans)} points: the gap is {verdict} than that."
 
 
 def _cheaper_and_better_sentence(numbers: dict[str, float]) -> str:
@@ -277,9 +254,9 @@ def _cheaper_and_better_sentence(numbers: dict[str, float]) -> str:
     ours = numbers[f"accuracy_{OURS}"]
     cheaper = [m for m in _methods_in(numbers, "flops_vs_ours") if numbers[f"flops_vs_ours_{m}"] < 1 and numbers[f"accuracy_{m}"] > ours]
     if not cheaper:
-        return "" if numbers["ours_rank"] == 1 else " None of the more accurate methods cost fewer FLOPs than it."
-    ratios = and_list([f"{label(m)} at {numbers[f'flops_vs_ours_{m}']:.2f} × its FLOPs" for m in cheaper])
-    return f" More accurate for fewer FLOPs, counting the teacher and dense student each pays for: {ratios}."
+        return "" if numbers["ours_rank"] == 1 else "None of the more accurate methods costs fewer FLOPs."
+    ratios = and_list([f"{label(m)} at {numbers[f'flops_vs_ours_{m}']:.2f} × the FLOPs" for m in cheaper])
+    return f"More accurate for fewer FLOPs than ours: {ratios}."
 
 
 def iterative_cost_text(records: pd.DataFrame, profile: Profile) -> str:
@@ -292,13 +269,12 @@ def iterative_cost_text(records: pd.DataFrame, profile: Profile) -> str:
 def _iterative_cost_sentence(numbers: dict[str, float], imp_planned: bool) -> str:
     at = f"{numbers['sparsity']:.0f} % sparsity"
     if "images_vs_ours_imp" not in numbers and not imp_planned:
-        return f"This profile does not run iterative magnitude pruning at {at}, so it compares no costs with it."
+        return f"This profile does not run iterative magnitude pruning at {at}."
     if "images_vs_ours_imp" not in numbers:
-        return f"Iterative magnitude pruning has not been run beside teacher-guided pruning at {at} in this profile yet."
+        return f"Iterative magnitude pruning has not run at {at} yet."
     return (
-        f"At {at}, iterative magnitude pruning passed {numbers['images_vs_ours_imp']:.2f} × as many images "
-        f"through the student as teacher-guided one-shot pruning, for {numbers['flops_vs_ours_imp']:.2f} × the FLOPs "
-        "(both counting the training of the teacher and dense student they pay for)."
+        f"Iterative magnitude pruning costs {numbers['flops_vs_ours_imp']:.2f} × the FLOPs of teacher-guided one-shot pruning "
+        f"and {numbers['images_vs_ours_imp']:.2f} × the images, counting the teacher and dense student each pays for."
     )
 
 
