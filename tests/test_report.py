@@ -406,3 +406,24 @@ def test_ablation_text_names_the_largest_changes_and_leaves_the_rest_to_the_tabl
     text = ablation_text(records, _ablation_profile(tmp_path))
     assert "(points): gamma=1.0 +4.0 (84.0 % against 80.0 %), guide_epochs=0 -3.0 (77.0 % against 80.0 %) and gamma=0.0 -1.0 (79.0 % against 80.0 %)." in text
     assert "The ablation table lists the other 1." in text and "normalize_logits=False +0.5" not in text
+
+
+def test_phase_times_count_a_shared_checkpoint_once_per_digest_and_group_by_machine(tmp_path: Path):
+    from tkdlib.report import phase_times
+
+    def record(run: str, teacher: float, retrain: float) -> None:
+        phases = {"teacher": {"seconds": teacher}, "retrain": {"seconds": retrain}}
+        (tmp_path / run).mkdir()
+        (tmp_path / run / RECORD_NAME).write_text(json.dumps({"compute": {"counted": ["teacher", "retrain"], "phases": phases}}))
+
+    record("a", 100.0, 10.0)
+    record("b", 100.0, 30.0)  # the same teacher checkpoint as run a
+    record("c", 50.0, 20.0)  # another machine, its own teacher
+    records = _records([("teacher_guided", 0.9, 0.8), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.79)]).assign(
+        run=["a", "b", "c"], teacher_sha256=["t1", "t1", "t2"], machine=["AMD EPYC", "AMD EPYC", "Intel"],
+        precision="bf16", finished_at=["2026-12-01T10:00:00", "2026-12-03T10:00:00", "2026-12-02T00:00:00"],
+    )
+    table = phase_times(tmp_path, records)
+    assert list(table.index) == [("teacher", "AMD EPYC", "bf16"), ("teacher", "Intel", "bf16"), ("retrain", "AMD EPYC", "bf16"), ("retrain", "Intel", "bf16")]
+    assert table.loc[("teacher", "AMD EPYC", "bf16"), "times"] == 1  # one checkpoint, used twice
+    assert table.loc[("retrain", "AMD EPYC", "bf16")].tolist() == [2, 20.0, 10.0, 30.0, "2026-12-01", "2026-12-03"]

@@ -1,10 +1,11 @@
 """Run records → the book's tables, sentences and figures.
 
 One module per job: `records` (loading and selecting runs), `tables`, `text` (generated
-sentences), `figures`, and `style` (method names, order, colours, number formats). The names the
+sentences), `figures`, `claims` (the paper's claims against the records), and `style` (method names, order, colours, number formats). The names the
 notebooks use are re-exported here, so a notebook reads ``report.results_table(records)``.
 """
 
+from tkdlib.report.claims import claims_table
 from tkdlib.report.figures import (
     ablation_plot, accuracy_vs_remaining, cost_vs_accuracy, layer_density, layer_density_comparison, layer_density_heatmap,
 )
@@ -14,17 +15,17 @@ from tkdlib.report.records import (
 from tkdlib.report.style import METHOD_LABELS, label, readable
 from tkdlib.report.tables import (
     PAIRED_COLUMNS, ablation_changes, ablation_matrix, ablation_table, benchmark_machine, benchmark_table, compute_summary,
-    efficiency_table, phase_costs, results_table, run_summary, runs_table, switch_effects, thinnest_layers,
+    efficiency_table, phase_costs, phase_times, results_table, run_summary, runs_table, switch_effects, thinnest_layers,
 )
 from tkdlib.report.text import (
-    ablation_text, by_sparsity_text, figure_source, headline, headline_text, iterative_cost_text, phase_seconds_text,
+    ablation_text, by_sparsity_text, figure_source, headline, headline_text, iterative_cost_text,
 )
 
 __all__ = [
     "METHOD_LABELS", "OURS", "PAIRED_COLUMNS", "ablation_changes", "ablation_matrix", "ablation_plot", "ablation_table", "ablation_text",
-    "accuracy_vs_remaining", "cost_vs_accuracy", "benchmark_machine", "benchmark_table", "by_sparsity_text", "comparison_sparsity",
+    "accuracy_vs_remaining", "cost_vs_accuracy", "benchmark_machine", "benchmark_table", "by_sparsity_text", "claims_table", "comparison_sparsity",
     "compute_summary", "data_label", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
     "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison",
-    "per_seed", "phase_costs", "phase_seconds_text", "planned_methods", "readable", "results_table", "run_summary", "runs_table",
+    "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "results_table", "run_summary", "runs_table",
     "switch_effects", "thinnest_layers",
 ]

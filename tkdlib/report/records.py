@@ -89,6 +89,8 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "resumed": record["seconds"].get("resumed", False),  # records written before runs could resume lack it
         "data": record["data"]["train"],
         "device": record["environment"]["device"],
+        "machine": record["environment"].get("cpu_model", ""),
+        "finished_at": record.get("finished_at", ""),
         "precision": record["environment"].get("precision", "fp32"),  # records made before runtimes trained in fp32
         # sha256 of the shared checkpoints the run used (records made before they were committed name none)
         **{f"{phase}_sha256": record.get("checkpoints", {}).get("sha256", {}).get(phase) for phase in ("teacher", "dense")},

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from tkdlib.report.records import MAIN_ROW, OURS, STAGES, VARIANT_SEPARATOR, at_comparison_sparsity, layers_at_comparison, main_comparison, records_at_comparison, variant_cells, variant_switches
+from tkdlib.report.records import MAIN_ROW, OURS, STAGES, VARIANT_SEPARATOR, read_record, at_comparison_sparsity, layers_at_comparison, main_comparison, records_at_comparison, variant_cells, variant_switches
 from tkdlib.report.style import and_list, label, mean_spread, method_order, percent
 
 
@@ -185,6 +185,33 @@ def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
         for phase in compute["counted"]:
             rows.append({"method": label(method), "phase": phase, **compute["phases"][phase]})
     return pd.DataFrame(rows).set_index(["method", "phase"]).round({"seconds": 1})
+
+
+SHARED_PHASES = {"teacher": "teacher_sha256", "dense": "dense_sha256"}  # phases whose checkpoint many runs share
+PHASE_ORDER = ["teacher", "dense", "calibrate", "guide", "score", "retrain"]  # as a run meets them
+
+
+def phase_times(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
+    """Where, when and how long every phase ran, from the run records: one row per phase,
+    machine (CPU model) and precision, with the number of times it ran, the median, lowest and
+    highest wall seconds, and the first and last date a run holding it finished. A shared teacher
+    or dense student counts once per checkpoint: its sha256, or, in records made before digests
+    were recorded, its seed and the seconds its training took (every run using it copies them)."""
+    rows = []
+    for run in records.itertuples():
+        compute = read_record(out_dir, run.run)["compute"]
+        for phase in compute["counted"]:
+            seconds = compute["phases"][phase]["seconds"]
+            digest = getattr(run, SHARED_PHASES[phase]) if phase in SHARED_PHASES else None
+            checkpoint = digest if isinstance(digest, str) else (f"seed {run.seed}, {seconds} s" if phase in SHARED_PHASES else run.run)
+            rows.append({"phase": phase, "machine": run.machine or "not recorded", "precision": run.precision, "checkpoint": checkpoint,
+                         "seconds": seconds, "date": str(run.finished_at)[:10]})
+    frame = pd.DataFrame(rows).drop_duplicates(["phase", "checkpoint"])
+    frame = frame.sort_values("phase", key=lambda phase: phase.map(PHASE_ORDER.index), kind="stable")
+    grouped = frame.groupby(["phase", "machine", "precision"], sort=False)
+    table = grouped["seconds"].agg(times="count", median="median", lowest="min", highest="max")
+    table[["first", "last"]] = grouped["date"].agg(["min", "max"]).to_numpy()
+    return table.rename(columns={"median": "median seconds", "lowest": "lowest seconds", "highest": "highest seconds"})
 
 
 def thinnest_layers(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:

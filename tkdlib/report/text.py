@@ -278,19 +278,6 @@ def _iterative_cost_sentence(numbers: dict[str, float], imp_planned: bool) -> st
     )
 
 
-PHASE_NAMES = {"teacher": "teacher", "dense": "dense student", "calibrate": "γ calibration", "guide": "guiding", "score": "scoring", "retrain": "retraining"}
-
-
-def phase_seconds_text(out_dir: str | Path, records: pd.DataFrame, method: str = OURS) -> str:
-    """Wall seconds of each phase `method` paid for, as one line of text ("teacher 3,600 s, …"),
-    from `phase_costs`; the shared teacher and dense phases carry the seconds their checkpoint took."""
-    costs = phase_costs(out_dir, records)
-    if label(method) not in costs.index.get_level_values("method"):
-        raise ValueError(f"no finished {method} run at {comparison_sparsity(records):.0%} sparsity")
-    seconds = costs.loc[label(method), "seconds"]
-    return ", ".join(f"{PHASE_NAMES.get(phase, phase)} {value:,.{0 if value >= 10 else 1}f} s" for phase, value in seconds.items())
-
-
 def figure_source(records: pd.DataFrame, profile: str) -> str:
     """The sentence of a figure caption that says what the figure was drawn from.
 

@@ -1,0 +1,131 @@
+"""The paper's claims against what the records show, one row per claim, with a verdict.
+
+Each verdict compares a difference with the seed spread of the runs it rests on (the largest
+spread, highest minus lowest seed, of the methods compared), at every sparsity of 90 % and above
+where they finished: *supported* when the difference favours the claim by more than that spread
+everywhere, *not supported* when it goes against the claim by more than the spread somewhere and
+nowhere for it, *undecided* when it stays within the spread (or rests on one seed, which has no
+spread) everywhere, *mixed* otherwise, *not measured* when the runs are missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from tkdlib.report.records import OURS, main_comparison, per_seed
+from tkdlib.report.style import label, percent
+
+MINIMAL_DROP = 1.0  # percentage points below the dense student that count as "minimal degradation"
+HIGH_SPARSITY = 0.9  # the claims about high sparsity look at 90 % and above
+
+SUPPORTED, NOT_SUPPORTED, UNDECIDED, MIXED, NOT_MEASURED = "supported", "not supported", "undecided", "mixed", "not measured"
+
+
+def _by_sparsity(records: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Per sparsity ≥ `HIGH_SPARSITY` of `method`'s main runs: mean accuracy (%), seed spread
+    (points), number of seeds, mean FLOPs."""
+    runs = main_comparison(records)
+    runs = runs[(runs["method"] == method) & (runs["sparsity"] >= HIGH_SPARSITY)]
+    accuracy = runs.groupby("sparsity")["acc_retrained"]
+    return pd.DataFrame({
+        "accuracy": accuracy.mean() * 100,
+        "spread": (accuracy.max() - accuracy.min()) * 100,
+        "seeds": accuracy.count(),
+        "flops": runs.groupby("sparsity")["total_flops"].mean(),
+    })
+
+
+def _verdict(outcomes: list[bool | None]) -> str:
+    """One verdict from an outcome per sparsity: True for the claim, False against it, None
+    undecided (within the seed spread, or one seed)."""
+    if not outcomes:
+        return NOT_MEASURED
+    if all(outcome is True for outcome in outcomes):
+        return SUPPORTED
+    if all(outcome is None for outcome in outcomes):
+        return UNDECIDED
+    if True not in outcomes:
+        return NOT_SUPPORTED
+    return MIXED
+
+
+def _seeds(count: int) -> str:
+    return "1 seed" if count == 1 else f"{count} seeds"
+
+
+def minimal_degradation(records: pd.DataFrame) -> tuple[str, str]:
+    """Ours within `MINIMAL_DROP` points of the dense student at each sparsity ≥ 90 %."""
+    ours = _by_sparsity(records, OURS)
+    if ours.empty:
+        return NOT_MEASURED, f"{label(OURS)} has not finished at {percent(HIGH_SPARSITY)} sparsity or above."
+    dense = per_seed(records, "acc_dense").mean() * 100
+    drops = dense - ours["accuracy"]
+    parts = [f"{row.accuracy:.1f} % at {percent(sparsity)} ({-drops[sparsity]:+.1f})" for sparsity, row in ours.iterrows()]
+    evidence = f"Dense student {dense:.1f} %; ours {', '.join(parts)}. Minimal: within {MINIMAL_DROP:.0f} point."
+    return _verdict([bool(drop <= MINIMAL_DROP) for drop in drops]), evidence
+
+
+def _against(records: pd.DataFrame, other: str) -> tuple[list[bool | None], list[str]]:
+    """Ours against `other` at each sparsity ≥ 90 % both finished: `_beyond_spread` per sparsity
+    (None where either ran one seed) and a phrase per sparsity."""
+    ours, theirs = _by_sparsity(records, OURS), _by_sparsity(records, other)
+    outcomes, parts = [], []
+    for sparsity in ours.index.intersection(theirs.index):
+        gap = ours.loc[sparsity, "accuracy"] - theirs.loc[sparsity, "accuracy"]
+        spread = max(ours.loc[sparsity, "spread"], theirs.loc[sparsity, "spread"])
+        seeds = int(min(ours.loc[sparsity, "seeds"], theirs.loc[sparsity, "seeds"]))
+        outcomes.append(_beyond_spread(gap, spread) if seeds > 1 else None)
+        parts.append(
+            f"{percent(sparsity)}: ours {ours.loc[sparsity, 'accuracy']:.1f} %, {label(other)} {theirs.loc[sparsity, 'accuracy']:.1f} % "
+            f"({gap:+.1f} points; seed spread {spread:.1f}, {_seeds(seeds)})"
+        )
+    return outcomes, parts
+
+
+def _beyond_spread(gap: float, spread: float) -> bool | None:
+    """True when ours leads by more than the spread, None within it, False when it trails by more."""
+    return True if gap > spread else (False if gap < -spread else None)
+
+
+def beats_epsd(records: pd.DataFrame) -> tuple[str, str]:
+    """Ours more accurate than EPSD at high sparsity, by more than the seed spread."""
+    outcomes, parts = _against(records, "epsd")
+    return _verdict(outcomes), "; ".join(parts) or f"EPSD and ours have not both finished at {percent(HIGH_SPARSITY)} or above."
+
+
+def teacher_in_the_scores(records: pd.DataFrame) -> tuple[str, str]:
+    """The teacher in the scores: ours against the same scores without the teacher (the CE
+    gradient), both retrained alike."""
+    outcomes, parts = _against(records, "ce_gradient")
+    return _verdict(outcomes), "; ".join(parts) or "The CE-gradient ablation and ours have not both finished."
+
+
+def cheaper_than_colt(records: pd.DataFrame) -> tuple[str, str]:
+    """Ours costs fewer FLOPs than iterative COLT at the same sparsity (counting the teacher and
+    dense student each pays for), without losing more accuracy than the seed spread."""
+    ours, colt = _by_sparsity(records, OURS), _by_sparsity(records, "colt")
+    outcomes, parts = [], []
+    for sparsity in ours.index.intersection(colt.index):
+        ratio = colt.loc[sparsity, "flops"] / ours.loc[sparsity, "flops"]
+        gap = ours.loc[sparsity, "accuracy"] - colt.loc[sparsity, "accuracy"]
+        spread = max(ours.loc[sparsity, "spread"], colt.loc[sparsity, "spread"])
+        outcomes.append(bool(ratio > 1 and gap >= -spread))
+        parts.append(f"{percent(sparsity)}: COLT costs {ratio:.2f} × the FLOPs of ours; ours {gap:+.1f} points (seed spread {spread:.1f})")
+    return _verdict(outcomes), "; ".join(parts) or f"COLT and ours have not both finished at {percent(HIGH_SPARSITY)} or above."
+
+
+CLAIMS: tuple[tuple[str, Callable[[pd.DataFrame], tuple[str, str]]], ...] = (
+    ("High sparsity with minimal loss of accuracy", minimal_degradation),
+    ("More accurate than EPSD at high sparsity", beats_epsd),
+    ("Cheaper than iterative COLT", cheaper_than_colt),
+    ("The teacher in the scores matters, not only in recovery", teacher_in_the_scores),
+)
+
+
+def claims_table(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim of the paper's abstract (`CLAIMS`): our ``verdict`` and the ``evidence``
+    (the numbers it rests on, at each sparsity ≥ 90 % where the runs finished)."""
+    rows = [{"claim": claim, **dict(zip(("verdict", "evidence"), judge(records)))} for claim, judge in CLAIMS]
+    return pd.DataFrame(rows).set_index("claim")
