@@ -36,7 +36,7 @@ def test_run_writes_a_complete_record(finished):
     assert Config.from_dict(json.loads((directory / "config.json").read_text())) == config
     assert (directory / "mask.pt").is_file() and (directory / "mask.pt.json").is_file()
     assert record["status"] == "finished" and record["config_hash"] == config.key()
-    assert set(record["accuracy"]) == {"teacher", "dense", "guided", "pruned", "retrained"}
+    assert set(record["accuracy"]) == {"teacher", "dense", "guided", "pruned", "pruned_bn", "retrained"}
     assert all(0 <= value <= 1 for value in record["accuracy"].values())
     assert 0 <= record["gamma"] <= 1 and record["gamma_measured"]
     total = record["sparsity"]["prunable_weights"]

@@ -166,19 +166,19 @@ def test_by_sparsity_text_names_the_best_method_and_ours_at_each_sparsity():
         ("magnitude", 0.98, 0.56), ("epsd", 0.98, 0.62),
     ])
     text = by_sparsity_text(records)
-    assert text.startswith("At 50 % sparsity, teacher-guided (ours) is the most accurate of the 2 methods finished (83.0 %), 1.0 points ahead of magnitude.")
+    assert text.startswith("- At 50 % sparsity, teacher-guided (ours) is the most accurate of the 2 methods finished (83.0 %), 1.0 points ahead of magnitude.\n- At 90 %")
     assert "At 90 % sparsity, magnitude is the most accurate of the 3 methods finished (79.0 %); teacher-guided pruning ranks 3 with 75.0 %, 4.0 points behind." in text
     assert text.endswith("(62.0 %); teacher-guided pruning has not finished there.")
     failed = pd.DataFrame([{"method": "teacher_guided", "sparsity": 0.98, "seed": 0, "variant": "", "error": "LayerCollapseError"}])
     assert by_sparsity_text(records, failed).endswith("(62.0 %); teacher-guided pruning failed there.")
     close = _records([("teacher_guided", 0.5, 0.8292), ("ce_gradient", 0.5, 0.8294)])
     assert by_sparsity_text(close).endswith("teacher-guided pruning ranks 2 with 82.9 %, 0.02 points behind.")
-    assert by_sparsity_text(_records([("teacher_guided", 0.9, 0.75)])) == "At 90 % sparsity, only teacher-guided (ours) has finished (75.0 %)."
-    assert by_sparsity_text(_records([("magnitude", 0.98, 0.56)]), failed) == "At 98 % sparsity, only magnitude has finished (56.0 %); teacher-guided pruning failed there."
+    assert by_sparsity_text(_records([("teacher_guided", 0.9, 0.75)])) == "- At 90 % sparsity, only teacher-guided (ours) has finished (75.0 %)."
+    assert by_sparsity_text(_records([("magnitude", 0.98, 0.56)]), failed) == "- At 98 % sparsity, only magnitude has finished (56.0 %); teacher-guided pruning failed there."
     seeds = pd.concat([_records([("teacher_guided", 0.9, 0.75), ("magnitude", 0.9, 0.79)]).assign(seed=seed) for seed in (0, 1)])
     uneven = pd.concat([seeds, _records([("imp", 0.9, 0.80)])])
     assert by_sparsity_text(uneven) == (
-        "At 90 % sparsity, IMP (iterative, rewinding) is the most accurate of the 3 methods finished (80.0 % on 1 seed); "
+        "- At 90 % sparsity, IMP (iterative, rewinding) is the most accurate of the 3 methods finished (80.0 % on 1 seed); "
         "teacher-guided pruning ranks 3 with 75.0 % over 2 seeds, 5.0 points behind."
     )
     assert "seed" not in by_sparsity_text(seeds)

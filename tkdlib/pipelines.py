@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tkdlib.batchnorm import recalibrated_accuracy
 from tkdlib.compute import ComputeMeter, PhaseCost
 from tkdlib.config import Config
 from tkdlib.io import load_checkpoint
@@ -107,7 +108,8 @@ class Workbench:
 class Outcome:
     """A pipeline's result: the sparse model, its mask, accuracies it measured on the way
     (``guided``: after teacher-guided fine-tuning; ``pruned``: right after the final pruning
-    step, before its retraining) and per-phase training histories."""
+    step, before its retraining; ``pruned_bn``: the same with BatchNorm statistics re-estimated)
+    and per-phase training histories."""
 
     model: nn.Module
     mask: Mask
@@ -165,8 +167,18 @@ def _score_and_mask(bench: Workbench, outcome: Outcome, index: int, sparsity: fl
         scores = score(c.method, inputs)
     mask = bench.mask_from(scores, sparsity, previous)
     mask.apply(student)
-    outcome.accuracy["pruned"] = evaluate(student, bench.test_batches)
+    outcome.accuracy.update(_pruned_accuracy(bench, student))
     return mask
+
+
+def _pruned_accuracy(bench: Workbench, model: nn.Module) -> dict[str, float]:
+    """Test accuracy of the pruned `model` as it is (``pruned``) and after re-estimating its
+    BatchNorm statistics on training batches (``pruned_bn``, `tkdlib.batchnorm`; measured on a
+    copy, not counted in any phase's cost: it judges the mask, it is not part of any method)."""
+    return {
+        "pruned": evaluate(model, bench.test_batches),
+        "pruned_bn": recalibrated_accuracy(model, bench.shuffled("recalibrate"), bench.test_batches),
+    }
 
 
 def _pruned_once(bench: Workbench, outcome: Outcome) -> Mask:
@@ -178,6 +190,8 @@ def _pruned_once(bench: Workbench, outcome: Outcome) -> Mask:
         outcome.history.update(saved["history"])
         for phase, cost in saved["costs"].items():
             bench.meter.add(phase, PhaseCost(**cost))
+        if "pruned_bn" not in outcome.accuracy:  # saved before the BatchNorm measure existed
+            outcome.accuracy.update(_pruned_accuracy(bench, bench.student))
         return Mask(saved["mask"])
     _guide(bench, outcome)
     mask = _score_and_mask(bench, outcome, 1, bench.config.sparsity, None)
@@ -206,7 +220,7 @@ def imp(bench: Workbench) -> Outcome:
             mask = bench.mask_from(magnitude(parameters), sparsity, mask)
         student.load_state_dict(bench.dense_state(c.rewind_epoch))
         mask.apply(student)
-        outcome.accuracy["pruned"] = evaluate(student, bench.test_batches)
+        outcome.accuracy.update(_pruned_accuracy(bench, student))
         outcome.history[f"retrain{index}"] = bench.retrain(student, mask, f"retrain{index}")
     outcome.mask = mask
     return outcome
@@ -256,7 +270,7 @@ def colt(bench: Workbench) -> Outcome:
         start = bench.dense_state(c.rewind_epoch)
     student.load_state_dict(start)
     mask.apply(student)
-    outcome.accuracy["pruned"] = evaluate(student, bench.test_batches)
+    outcome.accuracy.update(_pruned_accuracy(bench, student))
     outcome.history["retrain_final"] = bench.retrain(student, mask, "retrain_final")
     outcome.mask = mask
     return outcome
@@ -282,7 +296,7 @@ def epsd(bench: Workbench) -> Outcome:
         scores = gradient_saliency(model, bench.parameters(model), bench.shuffled("score1"), self_distill, c.score_batches)
     mask = bench.mask_from(scores, c.sparsity)
     mask.apply(model)
-    outcome = Outcome(model, mask, {"pruned": evaluate(model, bench.test_batches)})
+    outcome = Outcome(model, mask, _pruned_accuracy(bench, model))
     schedule = Schedule(c.student_epochs + c.retrain_epochs, c.lr, weight_decay=c.weight_decay)
     outcome.history["retrain1"] = bench.retrain(model, mask, "retrain1", schedule=schedule, objective=self_distill)
     return outcome

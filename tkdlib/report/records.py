@@ -23,7 +23,7 @@ from tkdlib.profile import Profile
 from tkdlib.report.style import label
 
 
-STAGES = ("teacher", "dense", "guided", "pruned", "retrained")
+STAGES = ("teacher", "dense", "guided", "pruned", "pruned_bn", "retrained")  # pruned_bn: BatchNorm re-estimated (records since it existed)
 
 
 OURS = "teacher_guided"

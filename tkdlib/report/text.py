@@ -17,7 +17,7 @@ from tkdlib.report.tables import ablation_matrix, ablation_table, cost_over_ours
 
 
 def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> str:
-    """The main comparison in words, one sentence per sparsity (plain text): the most accurate
+    """The main comparison in words, a Markdown list with one sentence per sparsity: the most accurate
     method there (retrained accuracy, seeds averaged) and where teacher-guided pruning ranks and
     by how many percentage points it trails or leads, or that its run failed there (`failed`:
     `failed_runs` with the profile) or has not finished. Where the methods there ran different
@@ -47,7 +47,7 @@ def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) 
         else:
             text += f"; teacher-guided pruning {'failed' if sparsity in failed_ours else 'has not finished'} there"
         sentences.append(text + ".")
-    return " ".join(sentences)
+    return "\n".join(f"- {sentence}" for sentence in sentences)
 
 
 def _quoted(accuracy: pd.Series, seeds: pd.Series | None, method: str) -> str:
