@@ -10,7 +10,8 @@ import torch
 
 from tkdlib import experiment
 from tkdlib.checkpoints import CheckpointHashError, checkpoint_path, digest_path
-from tkdlib.config import METHODS
+from tkdlib.config import METHODS, PRUNED_FIELDS
+from tkdlib.scoring import EXTENSIONS
 from tkdlib.io import sha256_of
 from tkdlib.models import build_model
 from tkdlib.sparse_checkpoint import load_sparse
@@ -185,8 +186,9 @@ def test_sample_profile_lists_every_method_and_one_switch_ablations():
     profile = load_profile("sample")
     configs = profile.configs()
     main = [c for c in configs if not profile.changes(c)]
-    assert {c.method for c in main} == set(METHODS)
-    assert {(c.method, c.sparsity) for c in main} == {(m, s) for m in METHODS for s in (0.5, 0.9)}
+    compared = set(METHODS) - set(EXTENSIONS)  # the saliency study's variants run on the cpu-bf16 lineage
+    assert {c.method for c in main} == compared
+    assert {(c.method, c.sparsity) for c in main} == {(m, s) for m in compared for s in (0.5, 0.9)}
     variants = [profile.changes(c) for c in configs if profile.changes(c)]
     assert variants and all(1 <= len(change) <= 2 for change in variants)
     assert all(c.dataset == "cifar10-sample" for c in configs)
@@ -236,3 +238,13 @@ def test_a_later_field_varied_by_a_grid_is_a_variant(tmp_path):
     path.write_text('[config]\ndataset = "cifar10"\n[[grid]]\nsparsity = [0.98]\nlayer_floor = [0.0, 0.005]\n')
     profile = load_profile(path)
     assert [profile.changes(config) for config in profile.configs()] == [{}, {"layer_floor": 0.005}]
+
+
+def test_the_scoring_and_the_retraining_normalization_and_temperature_are_separate_switches():
+    split = Config(normalize_logits=False, retrain_normalize_logits=True, score_temperature=2.0)
+    assert (split.normalize_logits, split.retraining_normalizes, split.guiding_temperature, split.temperature) == (False, True, 2.0, 4.0)
+    assert Config().retraining_normalizes and Config().guiding_temperature == Config().temperature
+    assert split.key(PRUNED_FIELDS) == Config(normalize_logits=False, score_temperature=2.0).key(PRUNED_FIELDS)  # one pruned checkpoint
+    for bad in ({"score_temperature": 0.0}, {"retrain_normalize_logits": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Config(**bad)

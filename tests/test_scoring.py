@@ -6,7 +6,7 @@ import torch
 from tkdlib.losses import DistillationLoss
 from tkdlib.masks import prunable_parameters
 from tkdlib.masks import global_mask
-from tkdlib.scoring import GRASP_TEMPERATURE, METHODS, ScoringInputs, ce_gradient, grasp, magnitude, random, score, snip, synflow, teacher_guided
+from tkdlib.scoring import GRASP_TEMPERATURE, METHODS, ScoringInputs, ce_gradient, gradient_saliency, grasp, magnitude, random, score, snip, synflow, teacher_guided
 from tkdlib.train import Distill
 
 from conftest import TinyNet
@@ -169,3 +169,26 @@ def test_magnitude_mask_equals_torch_prune_global_l1_on_resnet20():
     prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=0.9)
     for name in mask:
         assert torch.equal(getattr(modules[name.removesuffix(".weight")], "weight_mask").bool(), mask[name]), name
+
+
+def test_saliency_forms_of_the_study_from_per_batch_gradients(tiny_net, tiny_batches):
+    """Our extensions: the teacher's loss in SNIP's form |w ⊙ Σ g_b| and in the Fisher form ½ Σ (w ⊙ g_b)²."""
+    distill = make_distill()
+    parameters = prunable_parameters(tiny_net)
+    summed = {name: torch.zeros_like(p) for name, p in parameters.items()}
+    fisher = {name: torch.zeros_like(p) for name, p in parameters.items()}
+    reference = TinyNet()
+    for x, y in tiny_batches[:2]:
+        reference.load_state_dict(tiny_net.state_dict())
+        reference.train()
+        mine = prunable_parameters(reference)
+        grads = torch.autograd.grad(distill.loss(reference(x), distill.teacher(x).detach(), y), list(mine.values()))
+        for (name, weight), grad in zip(mine.items(), grads):
+            summed[name] += grad
+            fisher[name] += 0.5 * (weight.detach() * grad) ** 2
+    inputs = ScoringInputs(tiny_net, parameters, tiny_batches, 2, distill)
+    for name, weight in parameters.items():
+        torch.testing.assert_close(score("teacher_snip", inputs)[name], (weight.detach() * summed[name]).abs())
+        torch.testing.assert_close(score("teacher_fisher", inputs)[name], fisher[name])
+    with pytest.raises(ValueError, match="saliency form"):
+        gradient_saliency(tiny_net, parameters, tiny_batches, make_distill(), 2, form="second")

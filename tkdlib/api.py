@@ -29,7 +29,7 @@ from torch import nn
 from tkdlib.config import Config
 from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import Mask, global_mask, prunable_parameters, validate_layer_floor, validate_sparsity
-from tkdlib.scoring import METHODS, ScoringInputs, model_restored, score
+from tkdlib.scoring import METHODS, TEACHER_SCORED, ScoringInputs, model_restored, score
 from tkdlib.train import Batches, Distill, Objective, Schedule, cross_entropy, fit
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -87,7 +87,7 @@ def prune(
             f"Unknown method {method!r}; choose one of {', '.join(METHODS)} "
             "(imp, colt and epsd are whole pipelines: run them with `python -m tkdlib prune`)."
         )
-    uses_teacher = method == "teacher_guided" or guide_epochs > 0
+    uses_teacher = method in TEACHER_SCORED or guide_epochs > 0
     if uses_teacher and teacher is None:
         raise ValueError(
             "teacher-guided scoring and guide_epochs > 0 need a teacher: pass one, or choose a "

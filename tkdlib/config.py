@@ -63,6 +63,8 @@ class Config:
     allow_layer_collapse: bool = False
     layer_floor: float = 0.0  # fraction of each layer's weights always kept (0 = off; tkdlib.masks.global_mask)
     teacher_seed: int | None = None  # the teacher's seed (None: `seed`); one value shares one teacher across seeds
+    score_temperature: float | None = None  # T of the guiding and scoring loss (None: `temperature`)
+    retrain_normalize_logits: bool | None = None  # z-scored logits in KD retraining (None: `normalize_logits`)
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, datasets.DATASET_NAMES)
@@ -77,6 +79,10 @@ class Config:
             _check_int(name, getattr(self, name), minimum=1)
         if self.teacher_seed is not None:
             _check_int("teacher_seed", self.teacher_seed, minimum=0)
+        if self.score_temperature is not None and (not _is_number(self.score_temperature) or not self.score_temperature > 0):
+            raise ValueError(f"score_temperature must be a positive number or unset, got {self.score_temperature!r}")
+        if self.retrain_normalize_logits is not None and not isinstance(self.retrain_normalize_logits, bool):
+            raise ValueError(f"retrain_normalize_logits must be true, false or unset, got {self.retrain_normalize_logits!r}")
         if self.prune_rounds is not None:
             _check_int("prune_rounds", self.prune_rounds, minimum=1)
         if self.method == "epsd" and self.rounds != 1:
@@ -103,6 +109,16 @@ class Config:
         if self.prune_rounds is not None:
             return self.prune_rounds
         return ITERATIVE_DEFAULT_ROUNDS if self.method in ("imp", "colt") else 1
+
+    @property
+    def guiding_temperature(self) -> float:
+        """The temperature of the joint loss in guiding and scoring."""
+        return self.temperature if self.score_temperature is None else self.score_temperature
+
+    @property
+    def retraining_normalizes(self) -> bool:
+        """Whether KD retraining z-scores the logits."""
+        return self.normalize_logits if self.retrain_normalize_logits is None else self.retrain_normalize_logits
 
     @property
     def teacher_config(self) -> Config:
@@ -135,14 +151,14 @@ class Config:
 
 # Fields added after run records existed, with their defaults: left out of `Config.to_dict` (and so
 # of every hash and record) at these values.
-LATER_FIELDS: dict[str, Any] = {"layer_floor": 0.0, "teacher_seed": None}
+LATER_FIELDS: dict[str, Any] = {"layer_floor": 0.0, "teacher_seed": None, "score_temperature": None, "retrain_normalize_logits": None}
 
 # The config fields each shared checkpoint depends on.
 _DATA_FIELDS = ("dataset", "seed", "batch_size", "train_subset", "weight_decay", "lr")
 TEACHER_FIELDS = _DATA_FIELDS + ("teacher_arch", "teacher_epochs")
 STUDENT_FIELDS = _DATA_FIELDS + ("arch", "student_epochs")
 # The guided, scored and masked student of a one-shot method depends on everything but retraining.
-RETRAIN_ONLY_FIELDS = ("retrain_epochs", "retrain_lr", "retrain_with_kd")
+RETRAIN_ONLY_FIELDS = ("retrain_epochs", "retrain_lr", "retrain_with_kd", "retrain_normalize_logits")
 PRUNED_FIELDS = tuple(field.name for field in dataclasses.fields(Config) if field.name not in RETRAIN_ONLY_FIELDS)
 
 

@@ -372,12 +372,13 @@ def _execute(config: Config, data: _Data, directory: Path, out_dir: Path, runtim
     if gamma is None:
         with meter.phase("calibrate"):
             gamma = measure_gamma(teacher, itertools.islice(data.plain_train(), config.calibration_batches))
-    distill = Distill(teacher, DistillationLoss(config.alpha, config.temperature, gamma, config.normalize_logits))
+    distill = Distill(teacher, DistillationLoss(config.alpha, config.guiding_temperature, gamma, config.normalize_logits))
+    retrain_distill = Distill(teacher, DistillationLoss(config.alpha, config.temperature, gamma, config.retraining_normalizes))
 
     bench = Workbench(
         config, student, distill, data.shuffled, data.halves, test_batches, meter, data.input_shape,
         checkpoints.dense_state, lambda: checkpoints.build(config.arch, config.seed + 1), checkpoints.pruned_path(), progress, runtime,
-        directory / PARTIAL_DIR,
+        directory / PARTIAL_DIR, retrain_distill,
     )
     outcome = pipeline_for(config.method)(bench)
     meter.remove()

@@ -32,7 +32,7 @@ from tkdlib.config import Config
 from tkdlib.io import load_checkpoint
 from tkdlib.masks import Mask, global_mask, prunable_parameters
 from tkdlib.runtime import CPU, Runtime, save_shared
-from tkdlib.scoring import ScoringInputs, gradient_saliency, magnitude, restrict_to, score
+from tkdlib.scoring import TEACHER_SCORED, ScoringInputs, gradient_saliency, magnitude, restrict_to, score
 from tkdlib.train import Batches, Distill, EpochState, Objective, Schedule, SelfDistill, cross_entropy, evaluate, fit
 
 History = list[dict[str, Any]]
@@ -43,7 +43,7 @@ class Workbench:
     """Everything a pipeline needs, prepared by `tkdlib.experiment.run`.
 
     student: the dense trained student (pipelines change it in place); distill: the joint loss
-    against the teacher; shuffled(name) / halves(name): augmented training batches (all data, or
+    against the teacher (guiding and scoring; also retraining unless `retrain_distill` is given); shuffled(name) / halves(name): augmented training batches (all data, or
     two disjoint halves) seeded by a phase name; dense_state(epoch): the dense student's
     state_dict after that many epochs of its training (0 = initialization); build_student(): a
     new student of the same architecture, in the training memory format; pruned_checkpoint: where
@@ -69,6 +69,7 @@ class Workbench:
     progress: bool = False
     runtime: Runtime = CPU
     partial_dir: Path | None = None
+    retrain_distill: Distill | None = None  # the joint loss of KD retraining, when it differs from `distill`
 
     def parameters(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return prunable_parameters(model, self.config.prune_first_layer, self.config.prune_classifier)
@@ -91,7 +92,7 @@ class Workbench:
         counted in the ``retrain`` phase."""
         c = self.config
         schedule = schedule or Schedule(c.retrain_epochs, c.retrain_lr, weight_decay=c.weight_decay)
-        objective = objective or (self.distill if c.retrain_with_kd else cross_entropy)
+        objective = objective or ((self.retrain_distill or self.distill) if c.retrain_with_kd else cross_entropy)
         with self.meter.phase("retrain"):
             return fit(
                 model, batches or self.shuffled(seed_name), schedule, objective, mask=mask,
@@ -144,9 +145,9 @@ def score_and_retrain(bench: Workbench) -> Outcome:
 
 
 def _guide(bench: Workbench, outcome: Outcome) -> None:
-    """Teacher-guided fine-tuning of the dense student (teacher_guided with guide_epochs > 0)."""
+    """Teacher-guided fine-tuning of the dense student (the `TEACHER_SCORED` methods, with guide_epochs > 0)."""
     c = bench.config
-    if c.method == "teacher_guided" and c.guide_epochs > 0:
+    if c.method in TEACHER_SCORED and c.guide_epochs > 0:
         guide = Schedule(c.guide_epochs, c.guide_lr, weight_decay=c.weight_decay)
         with bench.meter.phase("guide"):
             outcome.history["guide"] = fit(
@@ -315,6 +316,6 @@ def counted_phases(config: Config) -> tuple[str, ...]:
     need the dense student, and the teacher when it guides, scores or retrains."""
     if config.method == "epsd":
         return ("score", "retrain")
-    uses_teacher = config.method == "teacher_guided" or config.retrain_with_kd
+    uses_teacher = config.method in TEACHER_SCORED or config.retrain_with_kd
     teacher_phases = ("teacher", "calibrate") if uses_teacher else ()
     return (*teacher_phases, "dense", "guide", "score", "retrain")

@@ -16,6 +16,9 @@ statistics in BatchNorm, as during training) unless a method says otherwise.
   here, the highest scores are kept and the same weights are removed.
 - ``synflow`` (Tanaka et al., 2020): data-free and iterative; see `synflow`.
 - ``magnitude``: |w|. ``random``: uniform noise from a seeded generator.
+- Our extensions (not the paper's), for the study of what the teacher changes: ``teacher_snip``
+  |w ⊙ Σ_b ∂L_b/∂w| and ``teacher_fisher`` ½ Σ_b (w ⊙ ∂L_b/∂w)² with the teacher's joint loss
+  (after the same guiding as ours), and ``fisher`` ½ Σ_b (w ⊙ ∂CE_b/∂w)² without the teacher.
 
 Under a process group (several processes, each with its slice of every batch) the gradients of
 each batch are averaged over the ranks before they enter a score, so ∂L_b/∂w is the gradient of
@@ -38,6 +41,8 @@ from tkdlib.runtime import average_across_ranks
 from tkdlib.train import Batches, Distill, Objective, cross_entropy
 
 Scores = dict[str, torch.Tensor]
+TEACHER_SCORED = ("teacher_guided", "teacher_snip", "teacher_fisher")  # score with the teacher's loss, after guiding
+EXTENSIONS = ("teacher_snip", "teacher_fisher", "fisher")  # our saliency variants, not the paper's or a baseline's
 GRASP_TEMPERATURE = 200.0  # Wang et al. (2020) take the gradient of CE(logits / 200)
 SYNFLOW_ROUNDS = 100  # Tanaka et al. (2020)
 
@@ -53,23 +58,32 @@ def random(parameters: Mapping[str, nn.Parameter], seed: int) -> Scores:
     return {name: torch.rand(param.shape, generator=generator).to(param.device) for name, param in parameters.items()}
 
 
+# How one batch's gradient g_b of a weight w enters its score (`gradient_saliency`), summed over batches.
+PER_BATCH_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "first_order": lambda w, g: (w * g).abs(),  # Σ_b |w ⊙ g_b|: ours and the CE gradient
+    "summed": lambda w, g: g,  # Σ_b g_b, made |w ⊙ Σ_b g_b| afterwards: SNIP's form
+    "fisher": lambda w, g: 0.5 * (w * g) ** 2,  # ½ w² Σ_b g_b²: a diagonal Fisher / OBD estimate
+}
+
+
 def gradient_saliency(
     model: nn.Module,
     parameters: Mapping[str, nn.Parameter],
     batches: Batches,
     objective: Objective,
     score_batches: int,
-    absolute_per_batch: bool = True,
+    form: str = "first_order",
 ) -> Scores:
-    """Saliency of `objective` over the first `score_batches` batches, all accumulated before masking.
-
-    With `absolute_per_batch`: Σ_b |w ⊙ ∂L_b/∂w|; without: |w ⊙ Σ_b ∂L_b/∂w|.
-    """
-    gradients = _accumulate(model, parameters, batches, objective, score_batches, absolute_per_batch)
+    """Saliency of `objective` over the first `score_batches` batches, all accumulated before
+    masking, in one of the `PER_BATCH_TERMS` forms: ``first_order`` Σ_b |w ⊙ ∂L_b/∂w|,
+    ``summed`` |w ⊙ Σ_b ∂L_b/∂w|, ``fisher`` ½ Σ_b (w ⊙ ∂L_b/∂w)²."""
+    if form not in PER_BATCH_TERMS:
+        raise ValueError(f"Unknown saliency form {form!r}; choose one of {', '.join(PER_BATCH_TERMS)}.")
+    totals = _accumulate(model, parameters, batches, objective, score_batches, PER_BATCH_TERMS[form])
+    if form != "summed":
+        return totals
     with torch.no_grad():
-        if absolute_per_batch:
-            return gradients
-        return {name: (parameters[name] * gradient).abs() for name, gradient in gradients.items()}
+        return {name: (parameters[name] * gradient).abs() for name, gradient in totals.items()}
 
 
 def _accumulate(
@@ -78,9 +92,9 @@ def _accumulate(
     batches: Batches,
     objective: Objective,
     score_batches: int,
-    saliency: bool,
+    term: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> Scores:
-    """Σ_b of |w ⊙ ∂L_b/∂w| (`saliency`) or of ∂L_b/∂w, in train mode; the model is restored."""
+    """Σ_b term(w, ∂L_b/∂w) per parameter, gradients taken in train mode; the model is restored."""
     if score_batches <= 0:
         raise ValueError(f"score_batches must be positive, got {score_batches}")
     totals = {name: torch.zeros_like(param) for name, param in parameters.items()}
@@ -95,7 +109,7 @@ def _accumulate(
             average_across_ranks(gradients)
             with torch.no_grad():
                 for (name, param), gradient in zip(parameters.items(), gradients):
-                    totals[name] += (param * gradient).abs() if saliency else gradient
+                    totals[name] += term(param, gradient)
             used += 1
     if used < score_batches:
         raise ValueError(f"scoring asked for {score_batches} batches but the data gave only {used}")
@@ -116,7 +130,7 @@ def ce_gradient(model: nn.Module, parameters: Mapping[str, nn.Parameter], batche
 
 def snip(model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Batches, score_batches: int) -> Scores:
     """SNIP: |w ⊙ Σ_b ∂CE_b/∂w|."""
-    return gradient_saliency(model, parameters, batches, cross_entropy, score_batches, absolute_per_batch=False)
+    return gradient_saliency(model, parameters, batches, cross_entropy, score_batches, form="summed")
 
 
 def grasp(model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Batches, score_batches: int) -> Scores:
@@ -130,7 +144,7 @@ def grasp(model: nn.Module, parameters: Mapping[str, nn.Parameter], batches: Bat
         return F.cross_entropy(model(x) / GRASP_TEMPERATURE, y)
 
     chosen = list(itertools.islice(batches, score_batches))
-    g = _accumulate(model, parameters, chosen, tempered, score_batches, saliency=False)
+    g = _accumulate(model, parameters, chosen, tempered, score_batches, PER_BATCH_TERMS["summed"])
     hessian_gradient = {name: torch.zeros_like(param) for name, param in parameters.items()}
     with model_restored(model):
         model.train()
@@ -250,6 +264,9 @@ class ScoringInputs:
 
 METHODS: dict[str, Callable[[ScoringInputs], Scores]] = {
     "teacher_guided": lambda s: teacher_guided(s.model, s.parameters, s.batches, s.require_distill(), s.score_batches),
+    "teacher_snip": lambda s: gradient_saliency(s.model, s.parameters, s.batches, s.require_distill(), s.score_batches, form="summed"),
+    "teacher_fisher": lambda s: gradient_saliency(s.model, s.parameters, s.batches, s.require_distill(), s.score_batches, form="fisher"),
+    "fisher": lambda s: gradient_saliency(s.model, s.parameters, s.batches, cross_entropy, s.score_batches, form="fisher"),
     "ce_gradient": lambda s: ce_gradient(s.model, s.parameters, s.batches, s.score_batches),
     "snip": lambda s: snip(s.model, s.parameters, s.batches, s.score_batches),
     "grasp": lambda s: grasp(s.model, s.parameters, s.batches, s.score_batches),

@@ -25,6 +25,9 @@ METHOD_LABELS = {
     "imp": "IMP (iterative, rewinding)",
     "colt": "COLT (our re-implementation)",
     "epsd": "EPSD (our re-implementation)",
+    "teacher_snip": "teacher, SNIP form (our extension)",
+    "teacher_fisher": "teacher, Fisher form (our extension)",
+    "fisher": "CE, Fisher form (our extension)",
 }
 OURS_COLOUR = "#c0392b"  # ours is the only red line, drawn thicker and on top
 # The other methods: seaborn's colour-blind palette without its red, in the order of METHOD_LABELS.
@@ -39,10 +42,14 @@ METHOD_COLOURS = {
     "imp": "#56b4e9",
     "colt": "#fbafe4",
     "epsd": "#ece133",
+    "teacher_snip": "#8b0000",
+    "teacher_fisher": "#e377c2",
+    "fisher": "#17becf",
 }
 METHOD_MARKERS = {
     "teacher_guided": "o", "ce_gradient": "s", "magnitude": "^", "random": "x", "snip": "D",
     "grasp": "v", "synflow": "P", "imp": "*", "colt": "X", "epsd": "h",
+    "teacher_snip": "<", "teacher_fisher": ">", "fisher": "d",
 }
 _SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
