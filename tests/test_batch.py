@@ -66,7 +66,7 @@ def test_summaries_only_runs_no_cell(tiny_batch, tmp_path):
     shutil.copytree(first.directory, out_dir / first.directory.name)
     assert run_batch(tiny_batch.profile, out_dir=out_dir, book_dir=book_dir, run_cells=False) == 0
     assert [cell.done for cell in cells(profile, out_dir)] == [True, False, False]
-    assert "no other method has finished there yet" in glued(book_dir / "tiny" / "results.ipynb")["headline_text"]
+    assert "No other method has finished there yet." in glued(book_dir / "tiny" / "results.ipynb")["headline_text"]
     with pytest.raises(SystemExit):
         main(["batch", "--profile", str(tiny_batch.profile), "--summaries-only", "--no-notebooks"])
 
