@@ -159,9 +159,9 @@ def _fold_injected_parameters(path: Path) -> None:
 
     notebook = nbformat.read(path, as_version=4)
     removed = any("parameters" in tags and "remove-cell" in tags for tags in (cell.metadata.get("tags", []) for cell in notebook.cells))
+    wanted = "remove-cell" if removed else "hide-cell"
     for cell in notebook.cells:
         tags = cell.metadata.setdefault("tags", [])
-        wanted = "remove-cell" if removed else "hide-cell"
         if "injected-parameters" in tags and wanted not in tags:
             tags.append(wanted)
     with atomic_write(path, "w") as handle:

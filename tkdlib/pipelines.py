@@ -43,8 +43,9 @@ class Workbench:
     """Everything a pipeline needs, prepared by `tkdlib.experiment.run`.
 
     student: the dense trained student (pipelines change it in place); distill: the joint loss
-    against the teacher (guiding and scoring; also retraining unless `retrain_distill` is given); shuffled(name) / halves(name): augmented training batches (all data, or
-    two disjoint halves) seeded by a phase name; dense_state(epoch): the dense student's
+    against the teacher (guiding and scoring; also retraining unless `retrain_distill` is
+    given); shuffled(name) / halves(name): augmented training batches (all data, or two
+    disjoint halves) seeded by a phase name; dense_state(epoch): the dense student's
     state_dict after that many epochs of its training (0 = initialization); build_student(): a
     new student of the same architecture, in the training memory format; pruned_checkpoint: where
     a one-shot method keeps its guided, scored and masked student, shared by every run that
@@ -168,18 +169,19 @@ def _score_and_mask(bench: Workbench, outcome: Outcome, index: int, sparsity: fl
         scores = score(c.method, inputs)
     mask = bench.mask_from(scores, sparsity, previous)
     mask.apply(student)
-    outcome.accuracy.update(_pruned_accuracy(bench, student))
+    outcome.accuracy.update(_pruned_accuracy(bench, student, final=index == c.rounds))
     return mask
 
 
-def _pruned_accuracy(bench: Workbench, model: nn.Module) -> dict[str, float]:
-    """Test accuracy of the pruned `model` as it is (``pruned``) and after re-estimating its
-    BatchNorm statistics on training batches (``pruned_bn``, `tkdlib.batchnorm`; measured on a
-    copy, not counted in any phase's cost: it judges the mask, it is not part of any method)."""
-    return {
-        "pruned": evaluate(model, bench.test_batches),
-        "pruned_bn": recalibrated_accuracy(model, bench.shuffled("recalibrate"), bench.test_batches),
-    }
+def _pruned_accuracy(bench: Workbench, model: nn.Module, final: bool = True) -> dict[str, float]:
+    """Test accuracy of the pruned `model` as it is (``pruned``) and, after the `final` pruning
+    step only (earlier rounds' values are overwritten), after re-estimating its BatchNorm
+    statistics on training batches (``pruned_bn``, `tkdlib.batchnorm`; measured on a copy, not
+    counted in any phase's cost: it judges the mask, it is not part of any method)."""
+    accuracy = {"pruned": evaluate(model, bench.test_batches)}
+    if final:
+        accuracy["pruned_bn"] = recalibrated_accuracy(model, bench.shuffled("recalibrate"), bench.test_batches)
+    return accuracy
 
 
 def _pruned_once(bench: Workbench, outcome: Outcome) -> Mask:
@@ -221,7 +223,7 @@ def imp(bench: Workbench) -> Outcome:
             mask = bench.mask_from(magnitude(parameters), sparsity, mask)
         student.load_state_dict(bench.dense_state(c.rewind_epoch))
         mask.apply(student)
-        outcome.accuracy.update(_pruned_accuracy(bench, student))
+        outcome.accuracy.update(_pruned_accuracy(bench, student, final=index == c.rounds))
         outcome.history[f"retrain{index}"] = bench.retrain(student, mask, f"retrain{index}")
     outcome.mask = mask
     return outcome

@@ -59,11 +59,6 @@ def label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def method_of(text: str) -> str:
-    """The method whose `label` is `text` (or `text` itself when it is none)."""
-    return next((method for method, name in METHOD_LABELS.items() if name == text), text)
-
-
 def method_order(method: str) -> tuple[int, str]:
     """Sort key: the order of `METHOD_LABELS`, unknown methods after them by name."""
     order = list(METHOD_LABELS)

@@ -17,9 +17,6 @@ from tkdlib.report.style import and_list, label, mean_spread, method_order, perc
 PAIRED_COLUMNS = ["accuracy", "reference", "change", "seeds"]  # a variant against its reference: `paired_accuracy`
 
 
-RUN_COLUMNS = {"run": "run", "method": "method", "sparsity": "sparsity", "seed": "seed", "variant": "variant"}
-
-
 def runs_table(records: pd.DataFrame) -> pd.DataFrame:
     """Every finished run, compactly, for the appendix: run id, method (its book name), target
     sparsity, seed, variant ("" for the main comparison), the accuracy (%) after each stage, the
@@ -32,8 +29,8 @@ def runs_table(records: pd.DataFrame) -> pd.DataFrame:
         achieved=records["achieved_sparsity"] * 100,
     )
     table = table.sort_values(["variant", "order", "sparsity", "seed"], kind="stable")
-    columns = {**RUN_COLUMNS, **{stage: f"{stage} (%)" for stage in STAGES}, "achieved": "achieved sparsity (%)", "precision": "precision"}
-    return table[list(columns)].rename(columns=columns).set_index("run")
+    columns = {stage: f"{stage} (%)" for stage in STAGES} | {"achieved": "achieved sparsity (%)"}
+    return table[["run", "method", "sparsity", "seed", "variant", *columns, "precision"]].rename(columns=columns).set_index("run")
 
 
 def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from collections import Counter
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tkdlib.profile import Profile
-from tkdlib.report.records import MAIN_ROW, OURS, VARIANT_SEPARATOR, at_comparison_sparsity, comparison_sparsity, data_label, main_comparison, per_seed, planned_methods, variant_name
+from tkdlib.report.records import OURS, VARIANT_SEPARATOR, at_comparison_sparsity, comparison_sparsity, data_label, main_comparison, per_seed, planned_methods, variant_name
 from tkdlib.report.style import and_list, label, method_order
-from tkdlib.report.tables import ablation_matrix, ablation_table, cost_over_ours, phase_costs, switch_effects
+from tkdlib.report.tables import ablation_table, cost_over_ours
 
 
 def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> str:
