@@ -207,6 +207,14 @@ def test_bad_profiles_are_rejected(tmp_path):
     bad.write_text('precision = "fp8"\n[config]\n')
     with pytest.raises(ValueError, match="precision must be one of"):
         load_profile(bad)
+    bad.write_text('pages = ["results", "appendix"]\n[config]\n')
+    with pytest.raises(ValueError, match="pages must be a non-empty list of results"):
+        load_profile(bad)
+
+
+def test_a_profile_chooses_the_book_pages_it_renders():
+    assert load_profile("cpu").pages == ("results", "ablations", "efficiency", "masks", "runs")
+    assert load_profile("cpu-bf16").pages == ("saliency", "runs")  # the saliency study
 
 
 def test_a_profile_states_how_its_cells_train():

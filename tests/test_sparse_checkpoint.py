@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tkdlib.masks import global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.scoring import magnitude
-from tkdlib.sparse_checkpoint import load_sparse, save_sparse
+from tkdlib.sparse_checkpoint import load_sparse, load_sparse_mask, save_sparse
 
 
 def _bits(tensor: torch.Tensor) -> torch.Tensor:
@@ -38,6 +38,8 @@ def test_round_trip_is_exact_for_any_shape_sparsity_and_dtype(tmp_path_factory, 
     for name, original in (("w", weight), ("b", bias)):
         assert loaded[name].dtype == dtype and loaded[name].shape == original.shape
         assert torch.equal(_bits(loaded[name]), _bits(original)), name
+    mask = load_sparse_mask(path)
+    assert list(mask) == ["w"] and mask["w"].dtype == torch.bool and torch.equal(mask["w"], keep)
 
 
 def test_real_pruned_resnet20_loads_back_identical_and_small(tmp_path: Path):

@@ -4,7 +4,7 @@ Each cell runs ``notebooks/experiment.ipynb`` into ``<out_dir>/<config hash>/exp
 a cell whose record exists is skipped, so a batch that was stopped resumes where it was. A cell
 whose record says it failed is skipped too (it would fail the same way: a layer collapse, a
 non-finite loss), unless the batch is told to retry failed cells. After the cells, the summary
-notebooks (`SUMMARY_NOTEBOOKS`) are executed into ``book/generated/<profile>/`` for the book. A
+notebooks (the profile's `pages`) are executed into ``book/generated/<profile>/`` for the book. A
 job array splits a profile with shards (``--shard I/N``): each job runs every N-th cell, then the
 summary notebooks over whatever records exist so far. Cells train in the profile's precision
 (`Profile.runtime`). A cell stopped by `tkdlib.checkpoints.CheckpointHashError` (a committed
@@ -31,7 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 GENERATED = REPO_ROOT / "book" / "generated"
 # Notebooks that read a profile's records and become pages of the book, in toc order.
-SUMMARY_NOTEBOOKS = ("results", "ablations", "efficiency", "masks", "runs")
 # Example notebooks that belong to no profile: executed into ``book/generated/`` once, when missing.
 EXAMPLE_NOTEBOOKS = ("own_model",)
 # Config fields that the experiment notebook takes as parameters of their own; others go in `overrides`.
@@ -224,7 +223,7 @@ def run_batch(
         else:
             failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root, False, profile.runtime())
     summary = {"profile": profile.reference, "out_dir": _shown(root)}
-    for name in SUMMARY_NOTEBOOKS if notebooks else ():
+    for name in profile.pages if notebooks else ():
         output = book_dir / profile.name / f"{name}.ipynb"
         failures += _attempt(name, output, execute, f"{name}.ipynb", output, summary)
     for name in EXAMPLE_NOTEBOOKS if notebooks and examples else ():

@@ -3,7 +3,8 @@
 A profile file has a ``description``, an ``out_dir`` (where its runs live, relative to the
 working directory), a ``precision`` (how its cells train: ``auto``, ``fp32`` or ``bf16``; see
 `tkdlib.runtime.Runtime`; default ``auto``, so a profile whose records were trained in float32
-says ``fp32`` to keep new cells comparable), a ``[config]`` table of `Config` fields shared by every cell, and one or
+says ``fp32`` to keep new cells comparable), optionally ``pages`` (the summary notebooks the book
+renders for it, `SUMMARY_PAGES` when absent), a ``[config]`` table of `Config` fields shared by every cell, and one or
 more ``[[grid]]`` tables of `Config` fields, each a list of values. Each grid is the product of
 its lists; the profile's cells are the union of its grids (duplicates once), so a main
 comparison and one-switch ablations live side by side.
@@ -22,7 +23,11 @@ from tkdlib.experiment import Config
 from tkdlib.runtime import PRECISIONS, Runtime
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-_TOP_LEVEL_KEYS = {"description", "out_dir", "precision", "config", "grid"}
+_TOP_LEVEL_KEYS = {"description", "out_dir", "precision", "pages", "config", "grid"}
+# The book's summary notebooks (notebooks/<name>.ipynb): what a profile renders by default, and
+# the pages a profile may choose from.
+SUMMARY_PAGES = ("results", "ablations", "efficiency", "masks", "runs")
+STUDY_PAGES = ("saliency",)  # pages of a study, chosen by the profile that runs it
 # Fields every comparison varies; any other field that differs from the profile's base makes a
 # cell a *variant* (an ablation).
 COMPARED_FIELDS = ("method", "sparsity", "seed")
@@ -41,6 +46,7 @@ class Profile:
     grids: list[dict[str, list[Any]]]
     path: Path
     precision: str = "auto"
+    pages: tuple[str, ...] = SUMMARY_PAGES
 
     def runtime(self, device: str = "auto", precision: str | None = None, compile: bool = False) -> Runtime:
         """How the profile's cells execute: its `precision` unless `precision` is given (resolved)."""
@@ -89,6 +95,10 @@ def load_profile(name: str | Path) -> Profile:
     precision = raw.get("precision", "auto")
     if precision not in PRECISIONS:
         raise ValueError(f"{path}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    profile = Profile(path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grids, path, precision)
+    pages = raw.get("pages", list(SUMMARY_PAGES))
+    known = SUMMARY_PAGES + STUDY_PAGES
+    if not isinstance(pages, list) or not pages or any(page not in known for page in pages):
+        raise ValueError(f"{path}: pages must be a non-empty list of {', '.join(known)}; got {pages!r}")
+    profile = Profile(path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grids, path, precision, tuple(pages))
     profile.configs()  # validates every cell before any work starts
     return profile

@@ -82,6 +82,21 @@ def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
     that does not match its shape or its number of kept values).
     """
     path = Path(path)
+    entries, packed = _read(path)
+    return _Unpacker(path, packed).state_dict(entries)
+
+
+def load_sparse_mask(path: str | Path) -> dict[str, torch.Tensor]:
+    """The mask of a file written by `save_sparse`: a bool tensor (True = kept) of each masked
+    tensor's shape, in the saved order, without decoding the weights. Raises as `load_sparse`."""
+    path = Path(path)
+    entries, packed = _read(path)
+    unpacker = _Unpacker(path, packed)
+    return {name: unpacker.keep(name, entry).reshape(entry["shape"]) for name, entry in entries.items() if not isinstance(entry, torch.Tensor)}
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The entries and packed storages of the sparse checkpoint at `path`, its format checked."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such sparse checkpoint")
     try:
@@ -95,7 +110,7 @@ def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
     entries, packed = content.get("entries"), content.get("packed")
     if not isinstance(entries, dict) or not isinstance(packed, dict):
         raise ValueError(f"{path} is corrupt: it has no entries")
-    return _Unpacker(path, packed).state_dict(entries)
+    return entries, packed
 
 
 def _check(tensors: Mapping[str, Any], mask: Mapping[str, torch.Tensor]) -> None:
@@ -136,9 +151,10 @@ class _Unpacker:
             raise ValueError(f"{self.path} is corrupt: it holds more packed bits or values than its entries use")
         return state
 
-    def _dense(self, name: str, entry: Any) -> torch.Tensor:
+    def keep(self, name: str, entry: Any) -> torch.Tensor:
+        """The next bitmask, for the packed entry `name`: a flat bool tensor (True = kept)."""
         try:
-            shape, dtype = list(entry["shape"]), entry["dtype"]
+            shape, _ = list(entry["shape"]), entry["dtype"]
         except (TypeError, KeyError) as error:
             raise ValueError(f"{self.path} is corrupt: entry {name!r} is neither a tensor nor a packed tensor") from error
         numel = math.prod(shape)
@@ -150,13 +166,17 @@ class _Unpacker:
         keep_all = np.unpackbits(chunk)
         if keep_all[numel:].any():
             raise ValueError(f"{self.path} is corrupt: the bitmask of {name!r} has bits set past its {numel} weights")
-        keep = torch.from_numpy(keep_all[:numel].astype(bool))
+        return torch.from_numpy(keep_all[:numel].astype(bool))
+
+    def _dense(self, name: str, entry: Any) -> torch.Tensor:
+        keep = self.keep(name, entry)
+        dtype = entry["dtype"]
         kept = int(keep.sum())
         start = self.value_offsets.get(dtype)
         if start is None or start + kept > self.values[dtype].numel():
             raise ValueError(f"{self.path} is corrupt: {name!r} has fewer stored values than its bitmask keeps")
         self.value_offsets[dtype] = start + kept
         flat = self.values[dtype]
-        dense = torch.zeros(numel, dtype=flat.dtype)
+        dense = torch.zeros(keep.numel(), dtype=flat.dtype)
         dense[keep] = flat[start : start + kept]
-        return dense.reshape(shape)
+        return dense.reshape(entry["shape"])

@@ -1,16 +1,21 @@
 """Run records → the book's tables, sentences and figures.
 
 One module per job: `records` (loading and selecting runs), `tables`, `text` (generated
-sentences), `figures`, `claims` (the paper's claims against the records), and `style` (method names, order, colours, number formats). The names the
+sentences), `figures`, `claims` (the paper's claims against the records), `saliency` (the saliency study's tables and findings), and `style` (method names, order, colours, number formats). The names the
 notebooks use are re-exported here, so a notebook reads ``report.results_table(records)``.
 """
 
 from tkdlib.report.claims import claims_table
 from tkdlib.report.figures import (
-    ablation_plot, accuracy_vs_remaining, cost_vs_accuracy, layer_density, layer_density_comparison, layer_density_heatmap,
+    ablation_plot, accuracy_vs_remaining, cost_vs_accuracy, layer_density, layer_density_comparison, layer_density_gap, layer_density_heatmap,
+    overlap_heatmaps,
 )
 from tkdlib.report.records import (
     OURS, comparison_sparsity, data_label, failed_runs, load_records, main_comparison, per_seed, planned_methods,
+)
+from tkdlib.report.saliency import (
+    emptied_layers, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table, saliency_table,
+    saliency_text, score_batches_table,
 )
 from tkdlib.report.style import METHOD_LABELS, label, readable
 from tkdlib.report.tables import (
@@ -24,7 +29,8 @@ from tkdlib.report.text import (
 __all__ = [
     "METHOD_LABELS", "OURS", "PAIRED_COLUMNS", "ablation_changes", "ablation_matrix", "ablation_plot", "ablation_table", "ablation_text",
     "accuracy_vs_remaining", "cost_vs_accuracy", "benchmark_machine", "benchmark_table", "by_sparsity_text", "claims_table", "comparison_sparsity",
-    "compute_summary", "data_label", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
+    "compute_summary", "data_label", "emptied_layers", "layer_density_gap", "mask_accuracy_table", "normalization_table",
+    "overlap_heatmaps", "overlap_matrix", "retraining_normalization_table", "saliency_table", "saliency_text", "score_batches_table", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
     "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison",
     "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "results_table", "run_summary", "runs_table",
     "switch_effects", "thinnest_layers",

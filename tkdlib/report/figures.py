@@ -11,7 +11,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from tkdlib.report.records import OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, per_seed
+from tkdlib.report.records import OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, per_seed, read_record
+from tkdlib.report.saliency import mask_only, overlap_matrix
 from tkdlib.report.tables import ablation_changes
 from tkdlib.report.style import colour, label, marker, method_order, percent
 
@@ -166,5 +167,52 @@ def layer_density_comparison(out_dir: str | Path, records: pd.DataFrame, methods
     axes.grid(axis="y", alpha=0.3)
     _legend_outside(axes)
     axes.set_title(f"{percent(comparison_sparsity(records))} sparse; {data_label(records)}", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def overlap_heatmaps(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
+    """One heatmap per sparsity of the mask-only runs: the Jaccard index (%) of every two methods'
+    kept weights on the same dense student, averaged over seeds (`overlap_matrix`)."""
+    sparsities = sorted(mask_only(records)["sparsity"].unique())
+    matrices = [overlap_matrix(out_dir, records, sparsity) for sparsity in sparsities]
+    size = max(len(matrix) for matrix in matrices)
+    figure, axes = plt.subplots(1, len(matrices), figsize=(1.0 + 4.6 * len(matrices), 1.6 + 0.5 * size), squeeze=False)
+    for index, (axis, sparsity, matrix) in enumerate(zip(axes[0], sparsities, matrices)):
+        sns.heatmap(
+            matrix, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".0f", annot_kws={"fontsize": 7}, square=True,
+            cbar=index == len(matrices) - 1, cbar_kws={"label": "kept weights in common (Jaccard, %)"}, ax=axis,
+            yticklabels=index == 0,
+        )
+        axis.tick_params(labelsize=7)
+        axis.set_title(f"{percent(sparsity)} sparse, before retraining", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def layer_density_gap(out_dir: str | Path, records: pd.DataFrame, sparsity: float, others: tuple[str, ...] = ("ce_gradient", "snip", "magnitude")) -> plt.Figure:
+    """Per prunable layer (network order), the density of ours minus that of each of `others`
+    (percentage points of the layer's weights), first seed of the mask-only runs at `sparsity`:
+    where the teacher moves the kept weights."""
+    runs = mask_only(records)
+    runs = runs[runs["sparsity"] == sparsity].sort_values("seed").drop_duplicates("method").set_index("method")
+    densities = {
+        method: pd.Series({layer["name"].removesuffix(".weight"): layer["density"] for layer in read_record(out_dir, run)["sparsity"]["layers"]})
+        for method, run in runs["run"].items()
+    }
+    if OURS not in densities:
+        raise ValueError(f"no mask-only run of {label(OURS)} at {percent(sparsity)}: run the saliency study's cells first")
+    figure, axes = plt.subplots(figsize=(9, 3.8))
+    for method in others:
+        if method in densities:
+            gap = (densities[OURS] - densities[method]) * 100
+            axes.plot(range(len(gap)), gap.to_numpy(), color=colour(method), marker=marker(method), markersize=4, linewidth=1.3, label=f"ours − {label(method)}")
+    names = list(densities[OURS].index)
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    axes.set(ylabel="density difference (points)", xlabel="")
+    axes.grid(axis="y", alpha=0.3)
+    _legend_outside(axes)
+    axes.set_title(f"{percent(sparsity)} sparse, first seed; {data_label(records)}", fontsize=9)
     figure.tight_layout()
     return figure

@@ -71,6 +71,7 @@ def failed_runs(out_dir: str | Path, profile: Profile | None = None) -> pd.DataF
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     config, compute = record["config"], record["compute"]
+    settings = Config.from_dict(config)
     return {
         "run": record["config_hash"],
         "dataset": config["dataset"],
@@ -80,6 +81,12 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "sparsity": config["sparsity"],
         "achieved_sparsity": record["sparsity"]["weights"],
         "seed": config["seed"],
+        # the saliency study's switches, as the run used them
+        "retrain_epochs": settings.retrain_epochs,
+        "score_batches": settings.score_batches,
+        "normalize_logits": settings.normalize_logits,
+        "score_temperature": settings.guiding_temperature,
+        "retrain_normalize_logits": settings.retraining_normalizes,
         **{f"acc_{stage}": record["accuracy"].get(stage) for stage in STAGES},
         "gamma": record["gamma"],
         "total_flops": compute["total"]["flops"],

@@ -1,0 +1,244 @@
+"""The saliency study ("What the teacher changes"): its tables, from the records of a profile that
+runs it (`cpu-bf16`).
+
+Most of its cells are *mask-only*: ``retrain_epochs = 0``, so the record's ``pruned`` accuracy
+(right after pruning) and ``pruned_bn`` (the same network with BatchNorm statistics re-estimated,
+`tkdlib.batchnorm`) measure the mask alone. The retrained cells beside them say which mask
+retrains best. Accuracies are top-1 on the test split; tables give them in % as "mean ± std" over
+the seeds (no ± with one seed). Sparsity is the fraction of prunable weights removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from tkdlib.overlap import jaccard
+from tkdlib.report.records import OURS, read_record, variant_switches
+from tkdlib.report.style import label, mean_spread, method_order, percent
+from tkdlib.sparse_checkpoint import load_sparse_mask
+
+MASK_ONLY = frozenset({"retrain_epochs=0", "allow_layer_collapse=True"})  # switches of a mask-only cell of the main methods
+# method → (the loss its gradient comes from, the form of the saliency); g is one batch's gradient
+SCORE_FORMS = {
+    "teacher_guided": ("teacher's joint loss", "|w·g| summed over batches"),
+    "teacher_snip": ("teacher's joint loss", "|w·Σg| (SNIP form)"),
+    "teacher_fisher": ("teacher's joint loss", "½·w²·Σg² (Fisher form)"),
+    "ce_gradient": ("cross-entropy", "|w·g| summed over batches"),
+    "snip": ("cross-entropy", "|w·Σg| (SNIP form)"),
+    "fisher": ("cross-entropy", "½·w²·Σg² (Fisher form)"),
+}
+STAGE_NAMES = {"acc_pruned": "pruned", "acc_pruned_bn": "BatchNorm re-estimated", "acc_retrained": "retrained"}
+
+
+def with_switches(records: pd.DataFrame, allowed: Iterable[str]) -> pd.DataFrame:
+    """The runs whose switches (``key=value`` of their `variant`) are all among `allowed`; the
+    main comparison (no switch) included."""
+    allowed = frozenset(allowed)
+    keep = records["variant"].map(lambda variant: not variant or variant_switches(variant) <= allowed)
+    return records[keep]
+
+
+def mask_only(records: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
+    """The mask-only runs (no retraining) whose other switches are among `extra`."""
+    runs = with_switches(records, MASK_ONLY | frozenset(extra))
+    return runs[runs["retrain_epochs"] == 0]
+
+
+def retrained(records: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
+    """The retrained runs whose switches are among `extra` (the main comparison when empty)."""
+    runs = with_switches(records, frozenset(extra))
+    return runs[runs["retrain_epochs"] > 0]
+
+
+def _over_seeds(values: pd.Series) -> str:
+    """Accuracies of one cell's seeds (fractions) as "mean ± std" in %, no ± with one seed."""
+    values = values.dropna() * 100
+    return mean_spread(values.mean(), values.std() if len(values) > 1 else None) if len(values) else "—"
+
+
+def _method_rows(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.loc[sorted(table.index, key=method_order)]
+    table.index = [label(method) for method in table.index]
+    return table
+
+
+def mask_accuracy_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Each score's mask before any retraining: accuracy (%) right after pruning and after
+    re-estimating BatchNorm, per sparsity (columns "90 %: pruned", …), one row per method."""
+    runs = mask_only(records)
+    columns = {}
+    for sparsity, at in runs.groupby("sparsity"):
+        for stage in ("acc_pruned", "acc_pruned_bn"):
+            columns[f"{percent(sparsity)}: {STAGE_NAMES[stage]}"] = at.groupby("method")[stage].agg(_over_seeds)
+    return _method_rows(pd.DataFrame(columns).fillna("—"))
+
+
+def masks_by_method(out_dir: str | Path, runs: pd.DataFrame) -> dict[tuple[str, int], dict]:
+    """(method, seed) → the mask of that run, read from its committed sparse checkpoint
+    (``<out_dir>/checkpoints/sparse/<run>.pt``); runs whose checkpoint is absent are left out."""
+    masks = {}
+    for method, seed, run in zip(runs["method"], runs["seed"], runs["run"]):
+        path = Path(out_dir) / "checkpoints" / "sparse" / f"{run}.pt"
+        if path.is_file():
+            masks[(method, seed)] = load_sparse_mask(path)
+    return masks
+
+
+def overlap_matrix(out_dir: str | Path, records: pd.DataFrame, sparsity: float) -> pd.DataFrame:
+    """Jaccard index (%) of the kept weights of every two methods' masks at `sparsity`, each pair
+    on the same dense student, averaged over the seeds both ran (mask-only runs). Rows and columns
+    are method names in the book's order; the diagonal is 100."""
+    runs = mask_only(records)
+    masks = masks_by_method(out_dir, runs[runs["sparsity"] == sparsity])
+    methods = sorted({method for method, _ in masks}, key=method_order)
+    table = pd.DataFrame(index=methods, columns=methods, dtype=float)
+    for first in methods:
+        for second in methods:
+            shared = sorted(seed for method, seed in masks if method == first and (second, seed) in masks)
+            values = [jaccard(masks[(first, seed)], masks[(second, seed)]) for seed in shared]
+            table.loc[first, second] = 100 * sum(values) / len(values) if values else float("nan")
+    table.index = table.columns = [label(method) for method in methods]
+    return table
+
+
+def normalization_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.DataFrame:
+    """Ours at `sparsity`, guided and scored with z-scored or raw logits at each scoring
+    temperature T: accuracy (%) of its mask right after pruning and with BatchNorm re-estimated.
+    Rows: (logits, T); the paper's reading is z-scored logits at the KD temperature."""
+    runs = mask_only(records, {"normalize_logits=False", "score_temperature=1.0", "score_temperature=2.0"})
+    runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
+    table = runs.groupby(["normalize_logits", "score_temperature"])[["acc_pruned", "acc_pruned_bn"]].agg(_over_seeds)
+    table = table.rename(columns=STAGE_NAMES).sort_index(ascending=[False, True])
+    table.index = table.index.set_names(["logits", "T"]).set_levels([["raw", "z-scored"][value] for value in table.index.levels[0]], level=0)
+    return table
+
+
+def retraining_normalization_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.DataFrame:
+    """Ours at `sparsity`, retrained: accuracy (%) with z-scored or raw logits in guiding and
+    scoring (rows) crossed with z-scored or raw logits in KD retraining (columns)."""
+    runs = retrained(records, {"normalize_logits=False", "retrain_normalize_logits=False", "retrain_normalize_logits=True"})
+    runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
+    table = runs.groupby(["normalize_logits", "retrain_normalize_logits"])["acc_retrained"].agg(_over_seeds).unstack().fillna("not run yet")
+    names = {True: "z-scored", False: "raw"}
+    table.index = [f"scores from {names[value]} logits" for value in table.index]
+    table.columns = [f"retrained on {names[value]} logits" for value in table.columns]
+    return table.iloc[::-1, ::-1]  # z-scored (the paper's reading) first
+
+
+def saliency_table(records: pd.DataFrame, retrained_sparsity: float = 0.9) -> pd.DataFrame:
+    """The six scores (teacher's joint loss or cross-entropy × three forms of the saliency): the
+    mask's accuracy (%) with BatchNorm re-estimated at each sparsity of the mask-only runs, and the
+    retrained accuracy at `retrained_sparsity`. Rows: (loss, form); their method names are the
+    `SCORE_FORMS` keys."""
+    masks = mask_only(records)
+    columns = {
+        f"{percent(sparsity)}: {STAGE_NAMES['acc_pruned_bn']}": at.groupby("method")["acc_pruned_bn"].agg(_over_seeds)
+        for sparsity, at in masks.groupby("sparsity")
+    }
+    full = retrained(records)
+    full = full[full["sparsity"] == retrained_sparsity]
+    columns[f"{percent(retrained_sparsity)}: retrained"] = full.groupby("method")["acc_retrained"].agg(_over_seeds)
+    table = pd.DataFrame(columns).reindex(list(SCORE_FORMS)).fillna("not run yet")
+    table.index = pd.MultiIndex.from_tuples([SCORE_FORMS[method] for method in table.index], names=["loss", "saliency"])
+    return table
+
+
+def score_batches_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.DataFrame:
+    """Ours and the CE gradient scored on a few batches or a whole epoch: the mask's accuracy (%)
+    with BatchNorm re-estimated at `sparsity`; one column per number of scoring batches."""
+    runs = mask_only(records, {f"score_batches={count}" for count in records["score_batches"].unique()})
+    runs = runs[runs["method"].isin([OURS, "ce_gradient"]) & (runs["sparsity"] == sparsity)]
+    table = runs.groupby(["method", "score_batches"])["acc_pruned_bn"].agg(_over_seeds).unstack()
+    table.columns = [f"{count} batches" for count in table.columns]
+    return _method_rows(table.fillna("—"))
+
+
+def emptied_layers(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
+    """The layers each score leaves without a weight, in the runs allowed to empty one
+    (``allow_layer_collapse``): method, sparsity, the emptied layers and the seeds where each did."""
+    runs = records[records["variant"].str.contains("allow_layer_collapse=True", regex=False)]
+    found: dict[tuple[str, float, str], list[int]] = {}
+    for method, sparsity, seed, run in zip(runs["method"], runs["sparsity"], runs["seed"], runs["run"]):
+        for layer in read_record(out_dir, run)["sparsity"]["layers"]:
+            if layer["kept"] == 0:
+                found.setdefault((method, sparsity, layer["name"].removesuffix(".weight")), []).append(seed)
+    rows = [
+        {"method": label(method), "sparsity": sparsity, "layer": layer, "seeds": ", ".join(str(seed) for seed in sorted(set(seeds)))}
+        for (method, sparsity, layer), seeds in sorted(found.items(), key=lambda item: (method_order(item[0][0]), item[0][1:]))
+    ]
+    return pd.DataFrame(rows, columns=["method", "sparsity", "layer", "seeds"])
+
+
+def _percent_of(runs: pd.DataFrame, column: str) -> pd.Series:
+    """Mean of `column` (%) over seeds, per method."""
+    return runs.groupby("method")[column].mean() * 100
+
+
+def _overlap_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]:
+    sentences = []
+    for sparsity in sorted(mask_only(records)["sparsity"].unique()):
+        matrix = overlap_matrix(out_dir, records, sparsity)
+        pairs = [(other, matrix.loc[label(OURS), label(other)]) for other in ("ce_gradient", "magnitude") if label(OURS) in matrix.index and label(other) in matrix.index]
+        if pairs:
+            shared = " and ".join(f"{value:.0f} % with {label(other)}" for other, value in pairs)
+            sentences.append(f"At {percent(sparsity)}, ours keeps weights in common (Jaccard) {shared}.")
+    return sentences
+
+
+def _before_retraining_sentences(records: pd.DataFrame, sparsity: float) -> list[str]:
+    runs = mask_only(records)
+    runs = runs[runs["sparsity"] == sparsity]
+    if runs.empty or runs["acc_pruned_bn"].isna().all():
+        return []
+    pruned, recalibrated = _percent_of(runs, "acc_pruned"), _percent_of(runs, "acc_pruned_bn")
+    best = recalibrated.idxmax()
+    sentences = [
+        f"Right after pruning to {percent(sparsity)}, the masks score {pruned.min():.1f} to {pruned.max():.1f} % with the dense network's BatchNorm statistics.",
+        f"With BatchNorm re-estimated they score {recalibrated.min():.1f} to {recalibrated.max():.1f} %: the stale statistics, not the masks, put them near chance.",
+        f"Before retraining, the best mask at {percent(sparsity)} is {label(best)}'s ({recalibrated[best]:.1f} %)"
+        + (f"; ours reaches {recalibrated[OURS]:.1f} %." if OURS in recalibrated and best != OURS else "."),
+    ]
+    return sentences
+
+
+def _normalization_sentence(records: pd.DataFrame, sparsity: float) -> list[str]:
+    runs = mask_only(records, {"normalize_logits=False", "score_temperature=1.0", "score_temperature=2.0"})
+    runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
+    means = runs.groupby(["normalize_logits", "score_temperature"])["acc_pruned_bn"].mean().dropna() * 100
+    if len(means) < 2:
+        return []
+    (normalized, temperature), best = means.idxmax(), means.max()
+    logits = "z-scored" if normalized else "raw"
+    return [f"Ours keeps its best mask at {percent(sparsity)} with {logits} logits at T = {temperature:g} ({best:.1f} % with BatchNorm re-estimated); the lowest setting gives {means.min():.1f} %."]
+
+
+def _variant_decision(records: pd.DataFrame, sparsity: float) -> list[str]:
+    runs = retrained(records)
+    runs = runs[(runs["sparsity"] == sparsity) & runs["method"].isin(["teacher_snip", "teacher_fisher", OURS])]
+    by_method = runs.groupby("method")["acc_retrained"]
+    if OURS not in by_method.groups or by_method.ngroups < 2:
+        return []
+    mean, spread = by_method.mean() * 100, by_method.std() * 100
+    seed_spread = spread.max() if spread.notna().any() else float("nan")
+    best = mean.drop(OURS).idxmax()
+    gap = mean[best] - mean[OURS]
+    verdict = "more than" if gap > seed_spread else "within"
+    return [
+        f"Retrained at {percent(sparsity)}, the best other teacher score is {label(best)}: {mean[best]:.1f} % against ours {mean[OURS]:.1f} %, "
+        f"{gap:+.1f} points, {verdict} the seed spread ({seed_spread:.1f} points)."
+    ]
+
+
+def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 0.9) -> str:
+    """The study's findings in short sentences (plain text, one per line), each from the records;
+    sentences whose runs have not finished are left out."""
+    sentences = [
+        *_overlap_sentences(out_dir, records),
+        *_before_retraining_sentences(records, sparsity),
+        *_normalization_sentence(records, sparsity),
+        *_variant_decision(records, sparsity),
+    ]
+    return "\n".join(sentences) if sentences else "No run of the saliency study has finished yet."
