@@ -115,3 +115,26 @@ def test_emptied_layers_lists_each_scores_empty_layers_with_their_seeds(tmp_path
     ])
     table = emptied_layers(tmp_path, records)
     assert table.to_dict("records") == [{"method": "CE gradient (no teacher)", "sparsity": 0.95, "layer": "layers.8.conv2", "seeds": "0, 1"}]
+
+
+def test_study_figures_draw_what_finished_and_say_when_nothing_has(tmp_path: Path):
+    from tkdlib.report import layer_density_gap, overlap_heatmaps
+
+    for run, kept in (("ours0", [True, True, False, False]), ("mag0", [True, False, True, False]), ("ours5", [True, False, False, False])):
+        _save_mask(tmp_path, run, kept)
+        (tmp_path / run).mkdir()
+        layers = [{"name": "conv1.weight", "kept": 2, "density": 0.5}, {"name": "fc.weight", "kept": 1 if run == "mag0" else 2, "density": 0.25 if run == "mag0" else 0.5}]
+        (tmp_path / run / RECORD_NAME).write_text(json.dumps({"sparsity": {"layers": layers}}))
+    records = pd.DataFrame([
+        _run("ours0", "teacher_guided", 0, "retrain_epochs=0"), _run("mag0", "magnitude", 0, "retrain_epochs=0"),
+        _run("ours5", "teacher_guided", 0, "allow_layer_collapse=True, retrain_epochs=0", sparsity=0.95),
+    ]).assign(dataset="cifar10", data="cifar10-jpeg.tar.gz")
+    heatmaps = overlap_heatmaps(tmp_path, records)
+    titles = [axis.get_title() for axis in heatmaps.axes if axis.get_title()]
+    assert titles == ["90 % sparse, before retraining", "95 % sparse, before retraining"]
+    gap = layer_density_gap(tmp_path, records)
+    (line,) = gap.axes[0].get_lines()[:1]
+    assert line.get_label() == "ours − magnitude" and list(line.get_ydata()) == [0.0, 25.0]
+    nothing = records.assign(variant="", retrain_epochs=3)
+    for figure in (overlap_heatmaps(tmp_path, nothing), layer_density_gap(tmp_path, nothing)):
+        assert [text.get_text() for text in figure.axes[0].texts] == ["No mask-only run of the saliency study has finished yet."]

@@ -171,10 +171,23 @@ def layer_density_comparison(out_dir: str | Path, records: pd.DataFrame, methods
     return figure
 
 
+def _message_figure(text: str) -> plt.Figure:
+    """A small figure that says, in words, why there is nothing to draw yet."""
+    figure, axes = plt.subplots(figsize=(6, 1.2))
+    axes.text(0.5, 0.5, text, ha="center", va="center", fontsize=10)
+    axes.set_axis_off()
+    return figure
+
+
+NO_STUDY_RUN = "No mask-only run of the saliency study has finished yet."
+
+
 def overlap_heatmaps(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
     """One heatmap per sparsity of the mask-only runs: the Jaccard index (%) of every two methods'
     kept weights on the same dense student, averaged over seeds (`overlap_matrix`)."""
     sparsities = sorted(mask_only(records)["sparsity"].unique())
+    if not sparsities:
+        return _message_figure(NO_STUDY_RUN)
     matrices = [overlap_matrix(out_dir, records, sparsity) for sparsity in sparsities]
     size = max(len(matrix) for matrix in matrices)
     figure, axes = plt.subplots(1, len(matrices), figsize=(1.0 + 4.6 * len(matrices), 1.6 + 0.5 * size), squeeze=False)
@@ -190,18 +203,20 @@ def overlap_heatmaps(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def layer_density_gap(out_dir: str | Path, records: pd.DataFrame, sparsity: float, others: tuple[str, ...] = ("ce_gradient", "snip", "magnitude")) -> plt.Figure:
+def layer_density_gap(out_dir: str | Path, records: pd.DataFrame, sparsity: float | None = None, others: tuple[str, ...] = ("ce_gradient", "snip", "magnitude")) -> plt.Figure:
     """Per prunable layer (network order), the density of ours minus that of each of `others`
-    (percentage points of the layer's weights), first seed of the mask-only runs at `sparsity`:
-    where the teacher moves the kept weights."""
+    (percentage points of the layer's weights), first seed of the mask-only runs at `sparsity`
+    (default: the lowest they ran): where the teacher moves the kept weights."""
     runs = mask_only(records)
+    if sparsity is None and not runs.empty:
+        sparsity = float(runs["sparsity"].min())
     runs = runs[runs["sparsity"] == sparsity].sort_values("seed").drop_duplicates("method").set_index("method")
+    if OURS not in runs.index:
+        return _message_figure(NO_STUDY_RUN if runs.empty else f"No mask-only run of {label(OURS)} at {percent(sparsity)} has finished yet.")
     densities = {
         method: pd.Series({layer["name"].removesuffix(".weight"): layer["density"] for layer in read_record(out_dir, run)["sparsity"]["layers"]})
         for method, run in runs["run"].items()
     }
-    if OURS not in densities:
-        raise ValueError(f"no mask-only run of {label(OURS)} at {percent(sparsity)}: run the saliency study's cells first")
     figure, axes = plt.subplots(figsize=(9, 3.8))
     for method in others:
         if method in densities:

@@ -110,6 +110,8 @@ def normalization_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.Data
     Rows: (logits, T); the paper's reading is z-scored logits at the KD temperature."""
     runs = mask_only(records, {"normalize_logits=False", "score_temperature=1.0", "score_temperature=2.0"})
     runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
+    if runs.empty:
+        return pd.DataFrame(columns=[STAGE_NAMES["acc_pruned"], STAGE_NAMES["acc_pruned_bn"]])
     table = runs.groupby(["normalize_logits", "score_temperature"])[["acc_pruned", "acc_pruned_bn"]].agg(_over_seeds)
     table = table.rename(columns=STAGE_NAMES).sort_index(ascending=[False, True])
     table.index = table.index.set_names(["logits", "T"]).set_levels([["raw", "z-scored"][value] for value in table.index.levels[0]], level=0)
@@ -121,6 +123,8 @@ def retraining_normalization_table(records: pd.DataFrame, sparsity: float = 0.9)
     scoring (rows) crossed with z-scored or raw logits in KD retraining (columns)."""
     runs = retrained(records, {"normalize_logits=False", "retrain_normalize_logits=False", "retrain_normalize_logits=True"})
     runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
+    if runs.empty:
+        return pd.DataFrame()
     table = runs.groupby(["normalize_logits", "retrain_normalize_logits"])["acc_retrained"].agg(_over_seeds).unstack().fillna("not run yet")
     names = {True: "z-scored", False: "raw"}
     table.index = [f"scores from {names[value]} logits" for value in table.index]
@@ -151,6 +155,8 @@ def score_batches_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.Data
     with BatchNorm re-estimated at `sparsity`; one column per number of scoring batches."""
     runs = mask_only(records, {f"score_batches={count}" for count in records["score_batches"].unique()})
     runs = runs[runs["method"].isin([OURS, "ce_gradient"]) & (runs["sparsity"] == sparsity)]
+    if runs.empty:
+        return pd.DataFrame()
     table = runs.groupby(["method", "score_batches"])["acc_pruned_bn"].agg(_over_seeds).unstack()
     table.columns = [f"{count} batches" for count in table.columns]
     return _method_rows(table.fillna("—"))
