@@ -203,7 +203,8 @@ def _before_retraining_sentences(records: pd.DataFrame, sparsity: float) -> list
     best = recalibrated.idxmax()
     sentences = [
         f"Right after pruning to {percent(sparsity)}, the masks score {pruned.min():.1f} to {pruned.max():.1f} % with the dense network's BatchNorm statistics.",
-        f"With BatchNorm re-estimated they score {recalibrated.min():.1f} to {recalibrated.max():.1f} %: the stale statistics, not the masks, put them near chance.",
+        f"With BatchNorm re-estimated they score {recalibrated.min():.1f} to {recalibrated.max():.1f} %: "
+        f"part of the drop is stale statistics, and the masks still differ by {recalibrated.max() - recalibrated.min():.0f} points.",
         f"Before retraining, the best mask at {percent(sparsity)} is {label(best)}'s ({recalibrated[best]:.1f} %)"
         + (f"; ours reaches {recalibrated[OURS]:.1f} %." if OURS in recalibrated and best != OURS else "."),
     ]
