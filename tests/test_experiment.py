@@ -43,6 +43,10 @@ def test_run_writes_a_complete_record(finished):
     total = record["sparsity"]["prunable_weights"]
     assert abs(record["sparsity"]["weights"] - 0.9) <= 1 / total
     assert record["sparsity"]["mask"] == record["sparsity"]["weights"]
+    scores = record["scores"]["layers"]
+    assert [layer["name"] for layer in scores] == [layer["name"] for layer in record["sparsity"]["layers"]]
+    assert sum(layer["share"] for layer in scores) == pytest.approx(1.0)
+    assert all(0 <= layer["median"] <= layer["max"] and layer["mean"] >= 0 for layer in scores)  # |w·g| is non-negative
     assert {"teacher", "dense", "calibrate", "guide", "score", "retrain"} == set(record["compute"]["phases"])
     assert all(cost["seconds"] > 0 for cost in record["compute"]["phases"].values())
     assert record["seconds"]["total"] > 0

@@ -107,14 +107,20 @@ def test_emptied_layers_lists_each_scores_empty_layers_with_their_seeds(tmp_path
     layers = {"r0": [("conv1", 5), ("layers.8.conv2", 0)], "r1": [("conv1", 5), ("layers.8.conv2", 0)], "m0": [("conv1", 5), ("layers.8.conv2", 3)]}
     for run, kept in layers.items():
         (tmp_path / run).mkdir()
-        (tmp_path / run / RECORD_NAME).write_text(json.dumps({"sparsity": {"layers": [{"name": f"{n}.weight", "kept": k} for n, k in kept]}}))
+        record = {"sparsity": {"layers": [{"name": f"{n}.weight", "kept": k, "total": 30 if n == "conv1" else 10} for n, k in kept]}}
+        if run == "r1":  # made after scores were summarised; r0 before
+            record["scores"] = {"layers": [{"name": "conv1.weight", "share": 0.99}, {"name": "layers.8.conv2.weight", "share": 0.01}]}
+        (tmp_path / run / RECORD_NAME).write_text(json.dumps(record))
     records = pd.DataFrame([
         _run("r0", "ce_gradient", 0, "allow_layer_collapse=True, retrain_epochs=0", sparsity=0.95),
         _run("r1", "ce_gradient", 1, "allow_layer_collapse=True, retrain_epochs=0", sparsity=0.95),
         _run("m0", "magnitude", 0, "allow_layer_collapse=True, retrain_epochs=0", sparsity=0.95),
     ])
     table = emptied_layers(tmp_path, records)
-    assert table.to_dict("records") == [{"method": "CE gradient (no teacher)", "sparsity": 0.95, "layer": "layers.8.conv2", "seeds": "0, 1"}]
+    assert table.to_dict("records") == [{
+        "method": "CE gradient (no teacher)", "sparsity": 0.95, "layer": "layers.8.conv2", "seeds": "0, 1",
+        "share of weights (%)": 25.0, "share of summed score (%)": pytest.approx(1.0),
+    }]
 
 
 def test_study_figures_draw_what_finished_and_say_when_nothing_has(tmp_path: Path):

@@ -6,7 +6,7 @@ import torch
 from tkdlib.losses import DistillationLoss
 from tkdlib.masks import prunable_parameters
 from tkdlib.masks import global_mask
-from tkdlib.scoring import GRASP_TEMPERATURE, METHODS, ScoringInputs, ce_gradient, gradient_saliency, grasp, magnitude, random, score, snip, synflow, teacher_guided
+from tkdlib.scoring import GRASP_TEMPERATURE, METHODS, ScoringInputs, ce_gradient, gradient_saliency, grasp, layer_statistics, magnitude, random, score, snip, synflow, teacher_guided
 from tkdlib.train import Distill
 
 from conftest import TinyNet
@@ -192,3 +192,11 @@ def test_saliency_forms_of_the_study_from_per_batch_gradients(tiny_net, tiny_bat
         torch.testing.assert_close(score("teacher_fisher", inputs)[name], fisher[name])
     with pytest.raises(ValueError, match="saliency form"):
         gradient_saliency(tiny_net, parameters, tiny_batches, make_distill(), 2, form="second")
+
+
+def test_layer_statistics_give_each_layers_share_of_the_summed_score():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([[0.0, 4.0]])}
+    stats = layer_statistics(scores)
+    assert [layer["name"] for layer in stats] == ["a", "b"]
+    assert stats[0] == {"name": "a", "mean": 2.0, "median": 2.0, "max": 3.0, "share": 0.6}
+    assert stats[1]["share"] == 0.4 and stats[1]["max"] == 4.0

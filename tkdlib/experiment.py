@@ -405,6 +405,7 @@ def _execute(config: Config, data: _Data, directory: Path, out_dir: Path, runtim
             "prunable_weights": outcome.mask.total,
             "layers": outcome.mask.layer_report(),
         },
+        "scores": {"layers": outcome.score_layers},
         "compute": _compute_summary(meter, counted_phases(config)),
         "checkpoints": {"sha256": checkpoints.digests, "retrained": sparse_path.relative_to(out_dir).as_posix()},
         "history": {"teacher": teacher_history, "dense": dense_history, **outcome.history},

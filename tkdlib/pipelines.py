@@ -32,7 +32,7 @@ from tkdlib.config import Config
 from tkdlib.io import load_checkpoint
 from tkdlib.masks import Mask, global_mask, prunable_parameters
 from tkdlib.runtime import CPU, Runtime, save_shared
-from tkdlib.scoring import TEACHER_SCORED, ScoringInputs, gradient_saliency, magnitude, restrict_to, score
+from tkdlib.scoring import TEACHER_SCORED, ScoringInputs, gradient_saliency, layer_statistics, magnitude, restrict_to, score
 from tkdlib.train import Batches, Distill, EpochState, Objective, Schedule, SelfDistill, cross_entropy, evaluate, fit
 
 History = list[dict[str, Any]]
@@ -110,13 +110,15 @@ class Workbench:
 class Outcome:
     """A pipeline's result: the sparse model, its mask, accuracies it measured on the way
     (``guided``: after teacher-guided fine-tuning; ``pruned``: right after the final pruning
-    step, before its retraining; ``pruned_bn``: the same with BatchNorm statistics re-estimated)
-    and per-phase training histories."""
+    step, before its retraining; ``pruned_bn``: the same with BatchNorm statistics re-estimated),
+    per-phase training histories, and per-layer statistics of the last scores (`layer_statistics`;
+    empty where a pruned checkpoint saved before they existed was loaded)."""
 
     model: nn.Module
     mask: Mask
     accuracy: dict[str, float] = field(default_factory=dict)
     history: dict[str, History] = field(default_factory=dict)
+    score_layers: list[dict[str, float | str]] = field(default_factory=list)  # `layer_statistics` of the last scoring step
 
 
 def round_sparsities(sparsity: float, rounds: int) -> list[float]:
@@ -167,6 +169,7 @@ def _score_and_mask(bench: Workbench, outcome: Outcome, index: int, sparsity: fl
     )
     with bench.meter.phase("score"):
         scores = score(c.method, inputs)
+    outcome.score_layers = layer_statistics(scores)
     mask = bench.mask_from(scores, sparsity, previous)
     mask.apply(student)
     outcome.accuracy.update(_pruned_accuracy(bench, student, final=index == c.rounds))
@@ -191,6 +194,7 @@ def _pruned_once(bench: Workbench, outcome: Outcome) -> Mask:
         bench.student.load_state_dict(saved["state_dict"])
         outcome.accuracy.update(saved["accuracy"])
         outcome.history.update(saved["history"])
+        outcome.score_layers = saved.get("score_layers", [])
         for phase, cost in saved["costs"].items():
             bench.meter.add(phase, PhaseCost(**cost))
         if "pruned_bn" not in outcome.accuracy:  # saved before the BatchNorm measure existed
@@ -202,7 +206,7 @@ def _pruned_once(bench: Workbench, outcome: Outcome) -> Mask:
         costs = {phase: dataclasses.asdict(bench.meter.costs[phase]) for phase in ("guide", "score") if phase in bench.meter.costs}
         save_shared(bench.pruned_checkpoint, {
             "state_dict": bench.student.state_dict(), "mask": mask.state_dict(),
-            "accuracy": dict(outcome.accuracy), "history": dict(outcome.history), "costs": costs,
+            "accuracy": dict(outcome.accuracy), "history": dict(outcome.history), "costs": costs, "score_layers": outcome.score_layers,
         })
     return mask
 

@@ -230,6 +230,24 @@ def model_restored(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def layer_statistics(scores: Scores) -> list[dict[str, float | str]]:
+    """Per layer (in `scores`' order): name, mean, median and max of its scores, and its `share`
+    of the network's summed score (the layer's sum over the network's). Beside the layer's share of
+    the weights, `share` says why a global ranking thins a layer: one whose scores sum to a far
+    smaller share than its weights keeps few of them."""
+    total = float(sum(float(values.double().sum()) for values in scores.values()))
+    return [
+        {
+            "name": name,
+            "mean": float(values.double().mean()),
+            "median": float(values.double().median()),
+            "max": float(values.double().max()),
+            "share": float(values.double().sum()) / total if total else float("nan"),
+        }
+        for name, values in scores.items()
+    ]
+
+
 def restrict_to(scores: Scores, mask: Mask) -> Scores:
     """Scores with every weight outside `mask` ranked below all others (for later pruning rounds)."""
     floor = min(float(score.min()) for score in scores.values()) - 1.0

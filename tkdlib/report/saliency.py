@@ -164,18 +164,30 @@ def score_batches_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.Data
 
 def emptied_layers(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
     """The layers each score leaves without a weight, in the runs allowed to empty one
-    (``allow_layer_collapse``): method, sparsity, the emptied layers and the seeds where each did."""
+    (``allow_layer_collapse``): method, sparsity, layer, the seeds where it was emptied, and why:
+    the layer's share (%) of the network's prunable weights against its share of the summed score
+    (mean over those seeds; "—" for records made before scores were summarised)."""
     runs = records[records["variant"].str.contains("allow_layer_collapse=True", regex=False)]
-    found: dict[tuple[str, float, str], list[int]] = {}
+    found: dict[tuple[str, float, str], list[tuple[int, float, float]]] = {}
     for method, sparsity, seed, run in zip(runs["method"], runs["sparsity"], runs["seed"], runs["run"]):
-        for layer in read_record(out_dir, run)["sparsity"]["layers"]:
+        record = read_record(out_dir, run)
+        layers = record["sparsity"]["layers"]
+        weights = sum(layer.get("total", 0) for layer in layers)
+        score_shares = {layer["name"]: layer["share"] for layer in record.get("scores", {}).get("layers", [])}
+        for layer in layers:
             if layer["kept"] == 0:
-                found.setdefault((method, sparsity, layer["name"].removesuffix(".weight")), []).append(seed)
+                weight_share = 100 * layer["total"] / weights if weights else float("nan")
+                entry = (seed, weight_share, 100 * score_shares.get(layer["name"], float("nan")))
+                found.setdefault((method, sparsity, layer["name"].removesuffix(".weight")), []).append(entry)
     rows = [
-        {"method": label(method), "sparsity": sparsity, "layer": layer, "seeds": ", ".join(str(seed) for seed in sorted(set(seeds)))}
-        for (method, sparsity, layer), seeds in sorted(found.items(), key=lambda item: (method_order(item[0][0]), item[0][1:]))
+        {
+            "method": label(method), "sparsity": sparsity, "layer": layer, "seeds": ", ".join(str(seed) for seed, _, _ in sorted(entries)),
+            "share of weights (%)": pd.Series([share for _, share, _ in entries]).mean(),
+            "share of summed score (%)": pd.Series([share for _, _, share in entries]).mean(),
+        }
+        for (method, sparsity, layer), entries in sorted(found.items(), key=lambda item: (method_order(item[0][0]), item[0][1:]))
     ]
-    return pd.DataFrame(rows, columns=["method", "sparsity", "layer", "seeds"])
+    return pd.DataFrame(rows, columns=["method", "sparsity", "layer", "seeds", "share of weights (%)", "share of summed score (%)"])
 
 
 def _percent_of(runs: pd.DataFrame, column: str) -> pd.Series:
