@@ -121,6 +121,7 @@ def test_emptied_layers_lists_each_scores_empty_layers_with_their_seeds(tmp_path
         "method": "CE gradient (no teacher)", "sparsity": 0.95, "layer": "layers.8.conv2", "seeds": "0, 1",
         "share of weights (%)": 25.0, "share of summed score (%)": pytest.approx(1.0),
     }]
+    assert "At 95 %, CE gradient (no teacher) leaves layers.8.conv2 empty: it holds 25.0 % of the prunable weights but 1.00 % of their summed score." in saliency_text(tmp_path, records)
 
 
 def test_study_figures_draw_what_finished_and_say_when_nothing_has(tmp_path: Path):

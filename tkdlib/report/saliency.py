@@ -17,7 +17,7 @@ import pandas as pd
 
 from tkdlib.overlap import jaccard
 from tkdlib.report.records import OURS, read_record, variant_switches
-from tkdlib.report.style import label, mean_spread, method_order, percent
+from tkdlib.report.style import and_list, label, mean_spread, method_order, percent
 from tkdlib.sparse_checkpoint import load_sparse_mask
 
 MASK_ONLY = frozenset({"retrain_epochs=0", "allow_layer_collapse=True"})  # switches of a mask-only cell of the main methods
@@ -251,6 +251,23 @@ def _variant_decision(records: pd.DataFrame, sparsity: float) -> list[str]:
     ]
 
 
+def _collapse_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]:
+    table = emptied_layers(out_dir, records)
+    sentences = []
+    for (layer, sparsity), rows in table.groupby(["layer", "sparsity"], sort=False):
+        verb = "leaves" if len(rows) == 1 else "leave"
+        sentence = f"At {percent(sparsity)}, {and_list(list(rows['method']))} {verb} {layer} empty"
+        shares = rows["share of summed score (%)"].dropna()
+        if not shares.empty:
+            low, high = f"{shares.min():.2f}", f"{shares.max():.2f}"
+            sentence += (
+                f": it holds {rows['share of weights (%)'].iloc[0]:.1f} % of the prunable weights but "
+                f"{low if low == high else f'{low} to {high}'} % of their summed score"
+            )
+        sentences.append(sentence + ".")
+    return sentences
+
+
 def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 0.9) -> str:
     """The study's findings in short sentences (plain text, one per line), each from the records;
     sentences whose runs have not finished are left out."""
@@ -259,5 +276,6 @@ def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 
         *_before_retraining_sentences(records, sparsity),
         *_normalization_sentence(records, sparsity),
         *_variant_decision(records, sparsity),
+        *_collapse_sentences(out_dir, records),
     ]
     return "\n".join(sentences) if sentences else "No run of the saliency study has finished yet."
