@@ -1,5 +1,5 @@
-"""The saliency study ("What the teacher changes"): its tables, from the records of a profile that
-runs it (`cpu-bf16`).
+"""The saliency study ("What the teacher changes"): its tables and its findings in sentences, from
+the records of a profile that runs it (`cpu-bf16`).
 
 Most of its cells are *mask-only*: ``retrain_epochs = 0``, so the record's ``pruned`` accuracy
 (right after pruning) and ``pruned_bn`` (the same network with BatchNorm statistics re-estimated,
