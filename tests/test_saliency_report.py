@@ -84,7 +84,7 @@ def test_normalization_tables_split_the_scoring_side_from_the_retraining_side():
     retraining = retraining_normalization_table(records)
     assert retraining.loc["scores from z-scored logits", "retrained on z-scored logits"] == "75.0"
     assert retraining.loc["scores from z-scored logits", "retrained on raw logits"] == "78.0"
-    assert "with raw logits at T = 4 (60.0 %" in saliency_text(".", records)
+    assert "with raw logits at T = 4 (60.0 % with BatchNorm re-estimated); the settings span 40.0 to 60.0 %." in saliency_text(".", records)
 
 
 def test_saliency_table_names_loss_and_form_and_the_decision_weighs_the_seed_spread():
@@ -121,7 +121,7 @@ def test_emptied_layers_lists_each_scores_empty_layers_with_their_seeds(tmp_path
         "method": "CE gradient (no teacher)", "sparsity": 0.95, "layer": "layers.8.conv2", "seeds": "0, 1",
         "share of weights (%)": 25.0, "share of summed score (%)": pytest.approx(1.0),
     }]
-    assert "At 95 %, CE gradient (no teacher) leaves layers.8.conv2 empty: it holds 25.0 % of the prunable weights but 1.00 % of their summed score." in saliency_text(tmp_path, records)
+    assert "At 95 %, CE gradient (no teacher) leaves layers.8.conv2 empty: it holds 25.0 % of the prunable weights, and of their summed score 1.00 % under CE gradient (no teacher)." in saliency_text(tmp_path, records)
 
 
 def test_study_figures_draw_what_finished_and_say_when_nothing_has(tmp_path: Path):

@@ -190,6 +190,12 @@ def emptied_layers(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "sparsity", "layer", "seeds", "share of weights (%)", "share of summed score (%)"])
 
 
+def _span(low: float, high: float, digits: int = 0) -> str:
+    """``low to high`` with `digits` decimals, or one number where they print the same."""
+    low_text, high_text = f"{low:.{digits}f}", f"{high:.{digits}f}"
+    return low_text if low_text == high_text else f"{low_text} to {high_text}"
+
+
 def _percent_of(runs: pd.DataFrame, column: str) -> pd.Series:
     """Mean of `column` (%) over seeds, per method."""
     return runs.groupby("method")[column].mean() * 100
@@ -204,6 +210,23 @@ def _overlap_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]:
             shared = " and ".join(f"{value:.0f} % with {label(other)}" for other, value in pairs)
             sentences.append(f"At {percent(sparsity)}, ours keeps weights in common (Jaccard) {shared}.")
     return sentences
+
+
+def _loss_or_form_sentence(out_dir: str | Path, records: pd.DataFrame, sparsity: float) -> list[str]:
+    """Whether the loss (teacher's or CE) or the form of the saliency moves the mask more, from
+    the overlap of ours with the CE gradient against that of each loss's first-order and Fisher forms."""
+    matrix = overlap_matrix(out_dir, records, sparsity) if not mask_only(records).empty else pd.DataFrame()
+    pairs = {"loss": (OURS, "ce_gradient"), "teacher": (OURS, "teacher_fisher"), "ce": ("ce_gradient", "fisher")}
+    values = {key: matrix.loc[label(a), label(b)] for key, (a, b) in pairs.items() if label(a) in matrix.index and label(b) in matrix.index}
+    if not {"loss", "teacher", "ce"} <= set(values):
+        return []
+    forms = (values["teacher"], values["ce"])
+    more = "more" if values["loss"] < min(forms) else "less" if values["loss"] > max(forms) else "about as much"
+    return [
+        f"At {percent(sparsity)}, the loss moves the mask {more} than the form of the saliency: the first-order and Fisher forms "
+        f"of one loss share {_span(*sorted(forms))} % of their weights, the first-order scores of the teacher's loss "
+        f"(after its guiding epoch) and of CE {values['loss']:.0f} %."
+    ]
 
 
 def _before_retraining_sentences(records: pd.DataFrame, sparsity: float) -> list[str]:
@@ -226,12 +249,20 @@ def _before_retraining_sentences(records: pd.DataFrame, sparsity: float) -> list
 def _normalization_sentence(records: pd.DataFrame, sparsity: float) -> list[str]:
     runs = mask_only(records, {"normalize_logits=False", "score_temperature=1.0", "score_temperature=2.0"})
     runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
-    means = runs.groupby(["normalize_logits", "score_temperature"])["acc_pruned_bn"].mean().dropna() * 100
+    grouped = runs.groupby(["normalize_logits", "score_temperature"])["acc_pruned_bn"]
+    means, spreads = grouped.mean().dropna() * 100, grouped.std().dropna() * 100
     if len(means) < 2:
         return []
     (normalized, temperature), best = means.idxmax(), means.max()
     logits = "z-scored" if normalized else "raw"
-    return [f"Ours keeps its best mask at {percent(sparsity)} with {logits} logits at T = {temperature:g} ({best:.1f} % with BatchNorm re-estimated); the lowest setting gives {means.min():.1f} %."]
+    sentence = (
+        f"Ours keeps its best mask at {percent(sparsity)} with {logits} logits at T = {temperature:g} "
+        f"({best:.1f} % with BatchNorm re-estimated); the settings span {_span(means.min(), best, 1)} %"
+    )
+    if not spreads.empty:
+        verdict = "within" if best - means.min() <= spreads.max() else "more than"
+        sentence += f", {verdict} the largest seed spread ({spreads.max():.1f} points)"
+    return [sentence + "."]
 
 
 def _variant_decision(records: pd.DataFrame, sparsity: float) -> list[str]:
@@ -257,13 +288,10 @@ def _collapse_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]
     for (layer, sparsity), rows in table.groupby(["layer", "sparsity"], sort=False):
         verb = "leaves" if len(rows) == 1 else "leave"
         sentence = f"At {percent(sparsity)}, {and_list(list(rows['method']))} {verb} {layer} empty"
-        shares = rows["share of summed score (%)"].dropna()
+        shares = rows.dropna(subset=["share of summed score (%)"])
         if not shares.empty:
-            low, high = f"{shares.min():.2f}", f"{shares.max():.2f}"
-            sentence += (
-                f": it holds {rows['share of weights (%)'].iloc[0]:.1f} % of the prunable weights but "
-                f"{low if low == high else f'{low} to {high}'} % of their summed score"
-            )
+            each = ", ".join(f"{share:.2f} % under {method}" for method, share in zip(shares["method"], shares["share of summed score (%)"]))
+            sentence += f": it holds {rows['share of weights (%)'].iloc[0]:.1f} % of the prunable weights, and of their summed score {each}"
         sentences.append(sentence + ".")
     return sentences
 
@@ -273,6 +301,7 @@ def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 
     sentences whose runs have not finished are left out."""
     sentences = [
         *_overlap_sentences(out_dir, records),
+        *_loss_or_form_sentence(out_dir, records, sparsity),
         *_before_retraining_sentences(records, sparsity),
         *_normalization_sentence(records, sparsity),
         *_variant_decision(records, sparsity),
