@@ -11,7 +11,7 @@ import torch
 
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.report import (
-    emptied_layers, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table, saliency_table,
+    emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table, saliency_table,
     saliency_text, score_batches_table,
 )
 from tkdlib.sparse_checkpoint import save_sparse
@@ -62,6 +62,12 @@ def test_overlap_matrix_reads_the_committed_masks_and_averages_shared_seeds(tmp_
         _run("ours0", "teacher_guided", 0, "retrain_epochs=0"), _run("ours1", "teacher_guided", 1, "retrain_epochs=0"),
         _run("mag0", "magnitude", 0, "retrain_epochs=0"), _run("mag1", "magnitude", 1, "retrain_epochs=0"),
     ])
+    guided = pd.concat([records, pd.DataFrame([_run("ours0", "ce_gradient", 0, "retrain_epochs=0"), _run("mag1", "teacher_guided", 1, "guide_epochs=0, retrain_epochs=0", pruned_bn=0.3)])])
+    table = guiding_table(tmp_path, guided.assign(run=guided["run"].where(guided["method"] != "ce_gradient", "mag0")))
+    assert table.loc["teacher-guided (ours)", "guided: shared with the CE gradient (%)"] == "33.3"  # ours0 against mag0, seed 0
+    assert table.loc["teacher-guided (ours)", "not guided: BatchNorm re-estimated"] == "30.0"
+    assert table.loc["teacher-guided (ours)", "not guided: shared with the CE gradient (%)"] == "—"  # no CE run of seed 1
+    assert table.loc["teacher, Fisher form (our extension)", "guided: BatchNorm re-estimated"] == "not run yet"
     matrix = overlap_matrix(tmp_path, records, 0.9)
     assert matrix.loc["teacher-guided (ours)", "teacher-guided (ours)"] == 100
     assert matrix.loc["teacher-guided (ours)", "magnitude"] == pytest.approx(100 * (1 / 3 + 1) / 2)

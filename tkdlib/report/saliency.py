@@ -104,6 +104,27 @@ def overlap_matrix(out_dir: str | Path, records: pd.DataFrame, sparsity: float) 
     return table
 
 
+def guiding_table(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 0.9) -> pd.DataFrame:
+    """The teacher's scores with and without their guiding epoch (``guide_epochs = 0``), at
+    `sparsity`: the mask's accuracy (%) with BatchNorm re-estimated, and the kept weights it
+    shares with the CE gradient's mask (Jaccard, %, mean over shared seeds). Separates what the
+    scoring loss changes from what one epoch of fine-tuning under the teacher changes."""
+    runs = mask_only(records, {"guide_epochs=0"})
+    runs = runs[runs["sparsity"] == sparsity]
+    unguided = runs["variant"].str.contains("guide_epochs=0", regex=False)
+    reference = masks_by_method(out_dir, runs[(runs["method"] == "ce_gradient") & ~unguided])
+    rows = {}
+    for method in ("teacher_guided", "teacher_fisher"):
+        row = {}
+        for name, chosen in (("guided", runs[(runs["method"] == method) & ~unguided]), ("not guided", runs[(runs["method"] == method) & unguided])):
+            row[f"{name}: BatchNorm re-estimated"] = _over_seeds(chosen["acc_pruned_bn"]) if not chosen.empty else "not run yet"
+            masks = masks_by_method(out_dir, chosen)
+            shared = [jaccard(masks[(m, seed)], reference[("ce_gradient", seed)]) for m, seed in masks if ("ce_gradient", seed) in reference]
+            row[f"{name}: shared with the CE gradient (%)"] = mean_spread(100 * pd.Series(shared).mean(), None) if shared else "—"
+        rows[method] = row
+    return _method_rows(pd.DataFrame(rows).T)
+
+
 def normalization_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.DataFrame:
     """Ours at `sparsity`, guided and scored with z-scored or raw logits at each scoring
     temperature T: accuracy (%) of its mask right after pruning and with BatchNorm re-estimated.
