@@ -260,3 +260,10 @@ def test_the_scoring_and_the_retraining_normalization_and_temperature_are_separa
     for bad in ({"score_temperature": 0.0}, {"retrain_normalize_logits": "yes"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Config(**bad)
+
+
+def test_more_scoring_batches_than_an_epoch_has_fail_before_any_work(tmp_path):
+    config = Config(**{**TINY, "train_subset": 256, "batch_size": 64, "score_batches": 5})  # 256 images: 4 full batches
+    with pytest.raises(ValueError, match="score_batches=5, but an epoch of 256 training images at batch size 64 has 4 full batches"):
+        run(config, tmp_path)
+    assert not any(tmp_path.rglob("*.pt")), "nothing was trained"

@@ -99,6 +99,12 @@ class _Data:
         train = datasets.load_dataset(config.dataset, "train", data_root)
         if config.train_subset is not None:
             train = dataclasses.replace(train, images=train.images[: config.train_subset], labels=train.labels[: config.train_subset])
+        full_batches = len(train) // config.batch_size  # augmented training epochs drop the last, partial batch
+        if config.score_batches > full_batches:
+            raise ValueError(
+                f"score_batches={config.score_batches}, but an epoch of {len(train):,} training images at batch size "
+                f"{config.batch_size} has {full_batches} full batches: score on at most {full_batches}"
+            )
         self.train = train
         self.test = datasets.load_dataset(config.dataset, "test", data_root)
         self.config = config
