@@ -250,6 +250,14 @@ def _loss_or_form_sentence(out_dir: str | Path, records: pd.DataFrame, sparsity:
     ]
 
 
+def _guiding_sentence(out_dir: str | Path, records: pd.DataFrame, sparsity: float) -> list[str]:
+    row = guiding_table(out_dir, records, sparsity).loc[label(OURS)]
+    guided, unguided = row["guided: shared with the CE gradient (%)"], row["not guided: shared with the CE gradient (%)"]
+    if "—" in (guided, unguided):
+        return []
+    return [f"Without its guiding epoch, ours shares {unguided} % of its kept weights with the CE gradient at {percent(sparsity)}; with it, {guided} %."]
+
+
 def _before_retraining_sentences(records: pd.DataFrame, sparsity: float) -> list[str]:
     runs = mask_only(records)
     runs = runs[runs["sparsity"] == sparsity]
@@ -323,6 +331,7 @@ def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 
     sentences = [
         *_overlap_sentences(out_dir, records),
         *_loss_or_form_sentence(out_dir, records, sparsity),
+        *_guiding_sentence(out_dir, records, sparsity),
         *_before_retraining_sentences(records, sparsity),
         *_normalization_sentence(records, sparsity),
         *_variant_decision(records, sparsity),
