@@ -189,15 +189,14 @@ def overlap_heatmaps(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
     if not sparsities:
         return _message_figure(NO_STUDY_RUN)
     matrices = [overlap_matrix(out_dir, records, sparsity) for sparsity in sparsities]
-    size = max(len(matrix) for matrix in matrices)
-    figure, axes = plt.subplots(1, len(matrices), figsize=(1.0 + 4.6 * len(matrices), 1.6 + 0.5 * size), squeeze=False)
-    for index, (axis, sparsity, matrix) in enumerate(zip(axes[0], sparsities, matrices)):
+    # one panel per row: method names are long, and side by side the cells would be too small to read
+    figure, axes = plt.subplots(len(matrices), 1, figsize=(7.5, sum(2.0 + 0.45 * len(matrix) for matrix in matrices)), squeeze=False)
+    for axis, sparsity, matrix in zip(axes[:, 0], sparsities, matrices):
         sns.heatmap(
-            matrix, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".0f", annot_kws={"fontsize": 7}, square=True,
-            cbar=index == len(matrices) - 1, cbar_kws={"label": "kept weights in common (Jaccard, %)"}, ax=axis,
-            yticklabels=index == 0,
+            matrix, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".0f", annot_kws={"fontsize": 8}, square=True,
+            cbar_kws={"label": "in common (Jaccard, %)"}, ax=axis,
         )
-        axis.tick_params(labelsize=7)
+        axis.tick_params(labelsize=8)
         axis.set_title(f"{percent(sparsity)} sparse, before retraining", fontsize=9)
     figure.tight_layout()
     return figure

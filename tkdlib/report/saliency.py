@@ -326,7 +326,7 @@ def _collapse_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]
 
 
 def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 0.9) -> str:
-    """The study's findings in short sentences (plain text, one per line), each from the records;
+    """The study's findings in short sentences (plain text, one paragraph each), each from the records;
     sentences whose runs have not finished are left out."""
     sentences = [
         *_overlap_sentences(out_dir, records),
@@ -337,4 +337,4 @@ def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 
         *_variant_decision(records, sparsity),
         *_collapse_sentences(out_dir, records),
     ]
-    return "\n".join(sentences) if sentences else "No run of the saliency study has finished yet."
+    return "\n\n".join(sentences) if sentences else "No run of the saliency study has finished yet."
