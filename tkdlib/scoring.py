@@ -235,16 +235,17 @@ def layer_statistics(scores: Scores) -> list[dict[str, float | str]]:
     of the network's summed score (the layer's sum over the network's). Beside the layer's share of
     the weights, `share` says why a global ranking thins a layer: one whose scores sum to a far
     smaller share than its weights keeps few of them."""
-    total = float(sum(float(values.double().sum()) for values in scores.values()))
+    exact = {name: values.double() for name, values in scores.items()}
+    total = float(sum(float(values.sum()) for values in exact.values()))
     return [
         {
             "name": name,
-            "mean": float(values.double().mean()),
-            "median": float(values.double().median()),
-            "max": float(values.double().max()),
-            "share": float(values.double().sum()) / total if total else float("nan"),
+            "mean": float(values.mean()),
+            "median": float(values.median()),
+            "max": float(values.max()),
+            "share": float(values.sum()) / total if total else float("nan"),
         }
-        for name, values in scores.items()
+        for name, values in exact.items()
     ]
 
 

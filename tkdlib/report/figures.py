@@ -162,11 +162,17 @@ def layer_density_comparison(out_dir: str | Path, records: pd.DataFrame, methods
         axes.plot(range(len(densities)), densities["density"] * 100, color=colour(method), marker=marker(method), label=label(method), **style)
     axes.set_yscale("log")
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g} %"))
+    return _per_layer_finish(figure, axes, names, "weights kept in the layer (log scale)", f"{percent(comparison_sparsity(records))} sparse; {data_label(records)}")
+
+
+def _per_layer_finish(figure: plt.Figure, axes: plt.Axes, names: list[str], ylabel: str, title: str) -> plt.Figure:
+    """The common finish of a figure with one x position per prunable layer (`names`, network
+    order): layer names under the axis, horizontal grid, legend outside, title."""
     axes.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    axes.set(ylabel="weights kept in the layer (log scale)", xlabel="")
+    axes.set(ylabel=ylabel, xlabel="")
     axes.grid(axis="y", alpha=0.3)
     _legend_outside(axes)
-    axes.set_title(f"{percent(comparison_sparsity(records))} sparse; {data_label(records)}", fontsize=9)
+    axes.set_title(title, fontsize=9)
     figure.tight_layout()
     return figure
 
@@ -221,12 +227,5 @@ def layer_density_gap(out_dir: str | Path, records: pd.DataFrame, sparsity: floa
         if method in densities:
             gap = (densities[OURS] - densities[method]) * 100
             axes.plot(range(len(gap)), gap.to_numpy(), color=colour(method), marker=marker(method), markersize=4, linewidth=1.3, label=f"ours − {label(method)}")
-    names = list(densities[OURS].index)
     axes.axhline(0, color="black", linewidth=0.8)
-    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    axes.set(ylabel="density difference (points)", xlabel="")
-    axes.grid(axis="y", alpha=0.3)
-    _legend_outside(axes)
-    axes.set_title(f"{percent(sparsity)} sparse, first seed; {data_label(records)}", fontsize=9)
-    figure.tight_layout()
-    return figure
+    return _per_layer_finish(figure, axes, list(densities[OURS].index), "density difference (points)", f"{percent(sparsity)} sparse, first seed; {data_label(records)}")

@@ -95,11 +95,11 @@ def overlap_matrix(out_dir: str | Path, records: pd.DataFrame, sparsity: float) 
     masks = masks_by_method(out_dir, runs[runs["sparsity"] == sparsity])
     methods = sorted({method for method, _ in masks}, key=method_order)
     table = pd.DataFrame(index=methods, columns=methods, dtype=float)
-    for first in methods:
-        for second in methods:
+    for index, first in enumerate(methods):
+        for second in methods[index:]:  # the index is symmetric: each pair once
             shared = sorted(seed for method, seed in masks if method == first and (second, seed) in masks)
             values = [jaccard(masks[(first, seed)], masks[(second, seed)]) for seed in shared]
-            table.loc[first, second] = 100 * sum(values) / len(values) if values else float("nan")
+            table.loc[first, second] = table.loc[second, first] = 100 * sum(values) / len(values) if values else float("nan")
     table.index = table.columns = [label(method) for method in methods]
     return table
 
@@ -222,10 +222,9 @@ def _percent_of(runs: pd.DataFrame, column: str) -> pd.Series:
     return runs.groupby("method")[column].mean() * 100
 
 
-def _overlap_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]:
+def _overlap_sentences(matrices: dict[float, pd.DataFrame]) -> list[str]:
     sentences = []
-    for sparsity in sorted(mask_only(records)["sparsity"].unique()):
-        matrix = overlap_matrix(out_dir, records, sparsity)
+    for sparsity, matrix in matrices.items():
         pairs = [(other, matrix.loc[label(OURS), label(other)]) for other in ("ce_gradient", "magnitude") if label(OURS) in matrix.index and label(other) in matrix.index]
         if pairs:
             shared = " and ".join(f"{value:.0f} % with {label(other)}" for other, value in pairs)
@@ -233,10 +232,10 @@ def _overlap_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]:
     return sentences
 
 
-def _loss_or_form_sentence(out_dir: str | Path, records: pd.DataFrame, sparsity: float) -> list[str]:
+def _loss_or_form_sentence(matrices: dict[float, pd.DataFrame], sparsity: float) -> list[str]:
     """Whether the loss (teacher's or CE) or the form of the saliency moves the mask more, from
     the overlap of ours with the CE gradient against that of each loss's first-order and Fisher forms."""
-    matrix = overlap_matrix(out_dir, records, sparsity) if not mask_only(records).empty else pd.DataFrame()
+    matrix = matrices.get(sparsity, pd.DataFrame())
     pairs = {"loss": (OURS, "ce_gradient"), "teacher": (OURS, "teacher_fisher"), "ce": ("ce_gradient", "fisher")}
     values = {key: matrix.loc[label(a), label(b)] for key, (a, b) in pairs.items() if label(a) in matrix.index and label(b) in matrix.index}
     if not {"loss", "teacher", "ce"} <= set(values):
@@ -328,9 +327,10 @@ def _collapse_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]
 def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 0.9) -> str:
     """The study's findings in short sentences (plain text, one paragraph each), each from the records;
     sentences whose runs have not finished are left out."""
+    matrices = {level: overlap_matrix(out_dir, records, level) for level in sorted(mask_only(records)["sparsity"].unique())}  # the masks are read once
     sentences = [
-        *_overlap_sentences(out_dir, records),
-        *_loss_or_form_sentence(out_dir, records, sparsity),
+        *_overlap_sentences(matrices),
+        *_loss_or_form_sentence(matrices, sparsity),
         *_guiding_sentence(out_dir, records, sparsity),
         *_before_retraining_sentences(records, sparsity),
         *_normalization_sentence(records, sparsity),
