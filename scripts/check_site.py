@@ -1,6 +1,7 @@
 """Check the built book in a real browser: every page of the table of contents, as a reader gets it.
 
     python scripts/check_site.py [--build _build/html] [--toc _toc.yml] [--screenshot results.png]
+                                 [--screenshot-dir shots/ [--screenshot-height 6000]]
 
 The site is served from 127.0.0.1 by a thread of this process; headless chromium (``chromium``
 or ``chromium-browser`` on PATH; this script installs nothing) renders each page, and the
@@ -39,7 +40,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
@@ -136,10 +137,10 @@ def rendered_dom(browser: str, url: str) -> str:
     return dom
 
 
-def screenshot(browser: str, url: str, path: Path) -> None:
-    """Save a 1280×2000 PNG of `url` as rendered by the browser."""
+def screenshot(browser: str, url: str, path: Path, height: int = 2000) -> None:
+    """Save a PNG of `url` as rendered by the browser in a window 1280 px wide and `height` px tall."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_browser(browser, f"--screenshot={path.resolve()}", "--window-size=1280,2000", url)
+    run_browser(browser, f"--screenshot={path.resolve()}", f"--window-size=1280,{height}", url)
     if not path.is_file():
         raise CheckError(f"{browser} wrote no screenshot to {path}")
 
@@ -284,10 +285,17 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def check_site(build: Path, pages: list[str], browser: str, shot: tuple[str, Path] | None = None) -> dict[str, list[str]]:
+def screenshot_name(page: str) -> str:
+    """The PNG file name of a page's screenshot: its path inside the site, ``/`` as ``__``."""
+    return str(Path(page).with_suffix(".png")).replace("/", "__")
+
+
+def check_site(
+    build: Path, pages: list[str], browser: str, shots: Sequence[tuple[str, Path]] = (), height: int = 2000
+) -> dict[str, list[str]]:
     """Render each page of `pages` (paths inside `build`) and return its problems, by page.
 
-    `shot` ``(page, path)`` also saves a screenshot of that page.
+    Each ``(page, path)`` of `shots` also saves a screenshot of that page, `height` px tall.
     """
     if not (build / "index.html").is_file():
         raise CheckError(f"no built site at {build} (index.html missing): build the book first, e.g. `make html`")
@@ -297,8 +305,8 @@ def check_site(build: Path, pages: list[str], browser: str, shot: tuple[str, Pat
     with serve(build) as base:
         site = Site(base)
         found = {page: page_problems(rendered_dom(browser, base + page), base + page, site) for page in pages}
-        if shot:
-            screenshot(browser, base + shot[0], shot[1])
+        for page, path in shots:
+            screenshot(browser, base + page, path, height)
     return found
 
 
@@ -310,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--screenshot-page", default=None, metavar="PAGE", help="the page to screenshot (default: the first toc page named results)"
     )
+    parser.add_argument("--screenshot-dir", type=Path, default=None, metavar="DIR", help="save a PNG of every page in DIR")
+    parser.add_argument("--screenshot-height", type=int, default=2000, metavar="PX", help="window height of screenshots (default: 2000)")
     args = parser.parse_args(argv)
     toc = args.toc or args.build.resolve().parents[1] / "_toc.yml"
     try:
@@ -319,11 +329,13 @@ def main(argv: list[str] | None = None) -> int:
         if not toc.is_file():
             raise CheckError(f"no table of contents at {toc}; give it with --toc")
         pages = toc_pages(toc)
-        shot = None
+        shots = []
         if args.screenshot:
             shot_page = args.screenshot_page or next((p for p in pages if Path(p).stem == "results"), pages[0])
-            shot = (shot_page, args.screenshot)
-        found = check_site(args.build, pages, browser, shot)
+            shots.append((shot_page, args.screenshot))
+        if args.screenshot_dir:
+            shots += [(page, args.screenshot_dir / screenshot_name(page)) for page in pages]
+        found = check_site(args.build, pages, browser, shots, args.screenshot_height)
     except CheckError as error:
         print(f"check_site: {error}", file=sys.stderr)
         return 2
@@ -334,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = sum(bool(problems) for problems in found.values())
     total = sum(len(problems) for problems in found.values())
     print(f"{len(found)} pages checked in {browser}: " + (f"{total} problems on {bad} pages" if bad else "no problems"))
-    if shot:
-        print(f"screenshot of {shot[0]}: {shot[1]}")
+    for page, path in shots:
+        print(f"screenshot of {page}: {path}")
     return 1 if bad else 0
 
 

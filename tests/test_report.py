@@ -25,6 +25,7 @@ from tkdlib.report import (
     headline_text,
     iterative_cost_text,
     per_seed,
+    readable,
     results_table,
     switch_effects,
     thinnest_layers,
@@ -427,3 +428,15 @@ def test_phase_times_count_a_shared_checkpoint_once_per_digest_and_group_by_mach
     assert list(table.index) == [("teacher", "AMD EPYC", "bf16"), ("teacher", "Intel", "bf16"), ("retrain", "AMD EPYC", "bf16"), ("retrain", "Intel", "bf16")]
     assert table.loc[("teacher", "AMD EPYC", "bf16"), "times"] == 1  # one checkpoint, used twice
     assert table.loc[("retrain", "AMD EPYC", "bf16")].tolist() == [2, 20.0, 10.0, 30.0, "2026-12-01", "2026-12-03"]
+
+
+def test_readable_puts_index_names_in_the_header_row_and_formats_every_column():
+    table = pd.DataFrame(
+        {"sparsity": [0.9, 0.95], "method": ["magnitude", "SNIP"], "images": [1199360.0, 1148160.0], "FLOPs": [5.97e14, 5.72e14]}
+    ).set_index(["sparsity", "method"])
+    html = readable(table).to_html()
+    header = html.split("</thead>")[0]
+    assert header.count("<tr>") == 1, header
+    assert all(name in header for name in ("sparsity", "method", "images", "FLOPs"))
+    assert "90 %" in html and "1,199,360" in html and "5.97 × 10¹⁴" in html
+    assert "1199360.0" not in html and "e+14" not in html

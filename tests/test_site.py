@@ -170,6 +170,15 @@ def test_check_passes_a_clean_site_and_takes_a_screenshot(faulty_site, tmp_path,
     assert "no problems" in capsys.readouterr().out
 
 
+@needs_browser
+def test_screenshot_dir_holds_one_png_per_toc_page(faulty_site, tmp_path):
+    (faulty_site.parents[1] / "_toc.yml").write_text("root: good\nchapters:\n  - file: book/generated/demo/results\n")
+    shots = tmp_path / "shots"
+    check_site.main(["--build", str(faulty_site), "--screenshot-dir", str(shots), "--screenshot-height", "600"])
+    assert sorted(path.name for path in shots.iterdir()) == ["book__generated__demo__results.png", "good.png"]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in shots.iterdir())
+
+
 def test_check_without_a_build_says_so(tmp_path, capsys, monkeypatch):
     (tmp_path / "_toc.yml").write_text("root: intro\n")
     monkeypatch.setattr(check_site, "find_browser", lambda: "/bin/true")

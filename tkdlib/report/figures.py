@@ -9,6 +9,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from tkdlib.report.records import OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, per_seed, read_record
@@ -121,16 +122,25 @@ def ablation_plot(records: pd.DataFrame) -> plt.Figure:
     return figure
 
 
+DENSITY_FLOOR = 1e-4  # the lowest density the heatmap's log colour scale shows; emptied layers are drawn there
+
+
 def layer_density_heatmap(out_dir: str | Path, records: pd.DataFrame) -> plt.Figure:
-    """Density (fraction kept) of every prunable layer, one column per method, at the
-    `comparison_sparsity` (first seed)."""
+    """Density (fraction kept) of every prunable layer, one column per method (ours first, then
+    the book's method order), at the `comparison_sparsity` (first seed). The colour scale is
+    logarithmic, as densities span 10⁻⁴ to 1 at high sparsity; an emptied layer (density 0) is
+    drawn at the scale's floor, `DENSITY_FLOOR`."""
     columns = {
         method: {layer["name"].removesuffix(".weight"): layer["density"] for layer in layers}
         for method, layers in layers_at_comparison(out_dir, records).items()
     }
-    frame = pd.DataFrame(columns)
+    order = {label(method): method_order(method) for method in records["method"].unique()}
+    frame = pd.DataFrame(columns)[sorted(columns, key=lambda name: order.get(name, (len(order), name)))]
     figure, axes = plt.subplots(figsize=(1.2 + 0.75 * len(columns), 1.5 + 0.25 * len(frame)))
-    sns.heatmap(frame, vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "density (fraction kept)"}, ax=axes)
+    sns.heatmap(
+        frame.clip(lower=DENSITY_FLOOR), norm=LogNorm(vmin=DENSITY_FLOOR, vmax=1), cmap="viridis",
+        cbar_kws={"label": "density (fraction kept, log scale)"}, ax=axes,
+    )
     axes.set_title(f"{comparison_sparsity(records):.0%} sparse; {data_label(records)}", fontsize=8)
     figure.tight_layout()
     return figure

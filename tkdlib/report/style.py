@@ -116,7 +116,10 @@ def number_format(column: str, values: pd.Series) -> str | None:
 
 def readable(table: pd.DataFrame) -> Styler:
     """`table` as the book shows it: each numeric column written by `number_format`, missing
-    values as "—", text left as it is."""
+    values as "—", text left as it is. A named index becomes the first columns, so that its names
+    head their columns in the one header row rather than in a second row of their own."""
+    if any(name is not None for name in table.index.names):
+        return readable(table.reset_index()).hide(axis="index")
     formats = {}
     for column in table.columns:
         if pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column]):
