@@ -208,7 +208,7 @@ def phase_times(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby(["phase", "machine", "precision"], sort=False)
     table = grouped["seconds"].agg(times="count", median="median", lowest="min", highest="max")
     table[["first", "last"]] = grouped["date"].agg(["min", "max"]).to_numpy()
-    return table.rename(columns={"median": "median seconds", "lowest": "lowest seconds", "highest": "highest seconds"})
+    return table.rename(columns={"median": "median (s)", "lowest": "lowest (s)", "highest": "highest (s)"})
 
 
 def thinnest_layers(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
