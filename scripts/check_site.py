@@ -47,9 +47,11 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 import yaml
 from bs4 import BeautifulSoup, Tag
 
+from tkdlib.profile import STUDY_PAGES, SUMMARY_PAGES
+
 TRACEBACK_HEADER = "Traceback (most recent call last)"
 # The pages built from the summary notebooks, book/generated/<profile>/<name>.html: no code shown.
-SUMMARY_NAMES = frozenset({"results", "ablations", "efficiency", "masks", "runs", "saliency"})
+SUMMARY_NAMES = frozenset(SUMMARY_PAGES + STUDY_PAGES)
 # A table cell holding a float as Python prints it (1199360.0, 5.97e+14, 1e-05), not as a reader reads
 # it. A whole number of three or more digits with ".0" is a count printed as a float; "37.0" or "0.0"
 # is a one-decimal accuracy or change that happens to be whole, and passes.

@@ -27,7 +27,7 @@ _TOP_LEVEL_KEYS = {"description", "out_dir", "precision", "pages", "config", "gr
 # The book's summary notebooks (notebooks/<name>.ipynb): what a profile renders by default, and
 # the pages a profile may choose from.
 SUMMARY_PAGES = ("results", "ablations", "efficiency", "masks", "runs")
-STUDY_PAGES = ("saliency",)  # pages of a study, chosen by the profile that runs it
+STUDY_PAGES = ("saliency", "regimes")  # pages of a study, chosen by the profile that shows it
 # Fields every comparison varies; any other field that differs from the profile's base makes a
 # cell a *variant* (an ablation).
 COMPARED_FIELDS = ("method", "sparsity", "seed")

@@ -1,18 +1,19 @@
 """Run records → the book's tables, sentences and figures.
 
 One module per job: `records` (loading and selecting runs), `tables`, `text` (generated
-sentences), `figures`, `claims` (the paper's claims against the records), `saliency` (the saliency study's tables and findings), and `style` (method names, order, colours, number formats). The names the
+sentences), `figures`, `claims` (the paper's claims against the records), `saliency` (the saliency study's tables and findings), `regimes` (two training schedules side by side), and `style` (method names, order, colours, number formats). The names the
 notebooks use are re-exported here, so a notebook reads ``report.results_table(records)``.
 """
 
 from tkdlib.report.claims import claims_table
 from tkdlib.report.figures import (
     ablation_plot, accuracy_vs_remaining, cost_vs_accuracy, layer_density, layer_density_comparison, layer_density_gap, layer_density_heatmap,
-    overlap_heatmaps,
+    overlap_heatmaps, regime_slopes,
 )
 from tkdlib.report.records import (
     OURS, comparison_sparsity, data_label, failed_runs, load_records, main_comparison, per_seed, planned_methods,
 )
+from tkdlib.report.regimes import regime_table, regime_text
 from tkdlib.report.saliency import (
     emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table, saliency_table,
     saliency_text, score_batches_table,
@@ -32,6 +33,6 @@ __all__ = [
     "compute_summary", "data_label", "emptied_layers", "guiding_table", "layer_density_gap", "mask_accuracy_table", "normalization_table",
     "overlap_heatmaps", "overlap_matrix", "retraining_normalization_table", "saliency_table", "saliency_text", "score_batches_table", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
     "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison",
-    "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "results_table", "run_summary", "runs_table",
+    "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "regime_slopes", "regime_table", "regime_text", "results_table", "run_summary", "runs_table",
     "switch_effects", "thinnest_layers",
 ]

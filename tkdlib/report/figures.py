@@ -3,6 +3,7 @@ and marker per method on every page (`tkdlib.report.style`); ours is the thick r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import seaborn as sns
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from tkdlib.report.regimes import HIGH_SPARSITIES, method_ranking, shared_methods
 from tkdlib.report.records import OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, per_seed, read_record
 from tkdlib.report.saliency import mask_only, overlap_matrix
 from tkdlib.report.tables import ablation_changes
@@ -239,3 +241,30 @@ def layer_density_gap(out_dir: str | Path, records: pd.DataFrame, sparsity: floa
             axes.plot(range(len(gap)), gap.to_numpy(), color=colour(method), marker=marker(method), markersize=4, linewidth=1.3, label=f"ours − {label(method)}")
     axes.axhline(0, color="black", linewidth=0.8)
     return _per_layer_finish(figure, axes, list(densities[OURS].index), "density difference (points)", f"{percent(sparsity)} sparse, first seed; {data_label(records)}")
+
+
+def regime_slopes(regimes: Mapping[str, pd.DataFrame], sparsities: tuple[float, ...] = HIGH_SPARSITIES) -> plt.Figure:
+    """One panel per sparsity where two or more methods finished in every regime: each method's
+    retrained accuracy (%, mean over seeds) in each regime (x, in the order given), joined by a
+    line, so a crossing line is a change of rank. Ours is the thick line."""
+    panels = [(sparsity, methods) for sparsity in sparsities if len(methods := shared_methods(regimes, sparsity)) >= 2]
+    if not panels:
+        return _message_figure("No sparsity has two methods finished in every regime yet.")
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 2.2, 4.2), squeeze=False)
+    names = list(regimes)
+    for axis, (sparsity, methods) in zip(axes[0], panels):
+        rankings = {name: method_ranking(records, sparsity, methods) for name, records in regimes.items()}
+        for method in methods:
+            ours = method == OURS
+            axis.plot(
+                range(len(names)), [rankings[name].loc[method, "mean"] for name in names], label=label(method), color=colour(method),
+                marker=marker(method), linewidth=2.6 if ours else 1.3, markersize=7 if ours else 5, zorder=3 if ours else 2,
+            )
+        axis.set_xticks(range(len(names)), names)
+        axis.set_xlim(-0.3, len(names) - 0.7)
+        axis.set_title(f"{percent(sparsity)} sparse", fontsize=9)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("test accuracy after retraining (%)")
+    _legend_outside(axes[0, -1])
+    figure.tight_layout()
+    return figure
