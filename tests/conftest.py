@@ -55,7 +55,7 @@ TINY_RUN = dict(
 
 TINY_PROFILE = """
 description = "tiny test profile"
-pages = ["results", "ablations", "efficiency", "masks", "runs", "saliency"]
+pages = ["results", "ablations", "efficiency", "masks", "runs", "saliency", "regimes"]
 [config]
 dataset = "cifar10-sample"
 arch = "resnet20"
