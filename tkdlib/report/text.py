@@ -75,7 +75,8 @@ LARGEST_CHANGES = 3  # how many ablation changes `ablation_text` names; the rest
 def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
     """The ablations in short sentences (plain text): the largest changes against the reference
     runs (percentage points), how many changes exceed the seed spread of those references, the
-    variants without a finished reference, and the variants of `profile` not finished yet. The
+    variants without a finished reference, and the variants of `profile` not finished yet (named
+    when at most `LARGEST_CHANGES`, else counted). The
     full list, and each switch of a combined variant on its own, are in the ablation tables.
 
     A variant is named by its switches joined with " + "; one whose method and sparsity are not
@@ -111,7 +112,9 @@ def ablation_text(records: pd.DataFrame, profile: Profile) -> str:
         sentences.append(f"Without a finished main run to compare with: {and_list(alone)}.")
     finished = set(zip(every_variant.index, every_variant["method"], every_variant["sparsity"]))
     missing = [named(*cell) for cell in planned if cell not in finished]
-    if missing:
+    if len(missing) > LARGEST_CHANGES:  # a long list is the ablation table's job, not a sentence's
+        sentences.append(f"{len(missing)} planned variants have not run yet.")
+    elif missing:
         sentences.append(f"Not run yet: {and_list(missing)}.")
     return " ".join(sentences)
 
