@@ -223,13 +223,17 @@ def _percent_of(runs: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _overlap_sentences(matrices: dict[float, pd.DataFrame]) -> list[str]:
-    sentences = []
-    for sparsity, matrix in matrices.items():
-        pairs = [(other, matrix.loc[label(OURS), label(other)]) for other in ("ce_gradient", "magnitude") if label(OURS) in matrix.index and label(other) in matrix.index]
-        if pairs:
-            shared = " and ".join(f"{value:.0f} % with {label(other)}" for other, value in pairs)
-            sentences.append(f"At {percent(sparsity)}, ours keeps weights in common (Jaccard) {shared}.")
-    return sentences
+    """One sentence: ours' overlap (Jaccard, %) with the CE gradient and with magnitude at every sparsity."""
+    levels = [sparsity for sparsity, matrix in matrices.items() if label(OURS) in matrix.index]
+    parts = []
+    for other in ("ce_gradient", "magnitude"):
+        found = [(sparsity, matrices[sparsity].loc[label(OURS), label(other)]) for sparsity in levels if label(other) in matrices[sparsity].index]
+        if found:
+            parts.append(f"{and_list([f'{value:.0f}' for _, value in found])} % with {label(other)}")
+    if not parts:
+        return []
+    at = and_list([f"{sparsity * 100:.0f}" for sparsity in levels])
+    return [f"The teacher moves the mask: at {at} % sparsity, ours keeps weights in common (Jaccard) {' and '.join(parts)}."]
 
 
 def _loss_or_form_sentence(matrices: dict[float, pd.DataFrame], sparsity: float) -> list[str]:
@@ -268,10 +272,28 @@ def _before_retraining_sentences(records: pd.DataFrame, sparsity: float) -> list
         f"Right after pruning to {percent(sparsity)}, the masks score {pruned.min():.1f} to {pruned.max():.1f} % with the dense network's BatchNorm statistics.",
         f"With BatchNorm re-estimated they score {recalibrated.min():.1f} to {recalibrated.max():.1f} %: "
         f"part of the drop is stale statistics, and the masks still differ by {recalibrated.max() - recalibrated.min():.0f} points.",
-        f"Before retraining, the best mask at {percent(sparsity)} is {label(best)}'s ({recalibrated[best]:.1f} %)"
-        + (f"; ours reaches {recalibrated[OURS]:.1f} %." if OURS in recalibrated and best != OURS else "."),
+        f"Before retraining, the best mask at {percent(sparsity)} is {label(best)}'s ({recalibrated[best]:.1f} % with BatchNorm re-estimated)"
+        + (f"; ours reaches {recalibrated[OURS]:.1f} %" if OURS in recalibrated and best != OURS else "")
+        + (f", the CE gradient {recalibrated['ce_gradient']:.1f} %." if "ce_gradient" in recalibrated and best != "ce_gradient" else "."),
     ]
     return sentences
+
+
+def _retraining_normalization_sentence(records: pd.DataFrame, sparsity: float) -> list[str]:
+    """Where the normalization acts once ours is retrained: the four combinations of z-scored or
+    raw logits in scoring and in KD retraining, means over seeds (%)."""
+    runs = retrained(records, {"normalize_logits=False", "retrain_normalize_logits=False", "retrain_normalize_logits=True"})
+    runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
+    means = runs.groupby(["normalize_logits", "retrain_normalize_logits"])["acc_retrained"].mean() * 100
+    if not {(True, True), (True, False)} <= set(means.index):
+        return []
+    sentence = (
+        f"Retrained at {percent(sparsity)}, the paper's mask reaches {means[(True, True)]:.1f} % with KD on z-scored logits "
+        f"and {means[(True, False)]:.1f} % on raw logits"
+    )
+    if {(False, True), (False, False)} <= set(means.index):
+        sentence += f"; scores from raw logits reach {means[(False, True)]:.1f} and {means[(False, False)]:.1f} %"
+    return [sentence + ": the normalization costs most in retraining."]
 
 
 def _normalization_sentence(records: pd.DataFrame, sparsity: float) -> list[str]:
@@ -328,13 +350,16 @@ def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 
     """The study's findings in short sentences (plain text, one paragraph each), each from the records;
     sentences whose runs have not finished are left out."""
     matrices = {level: overlap_matrix(out_dir, records, level) for level in sorted(mask_only(records)["sparsity"].unique())}  # the masks are read once
-    sentences = [
+    before = _before_retraining_sentences(records, sparsity)
+    sentences = [  # the answers first, then what explains them
         *_overlap_sentences(matrices),
+        *before[-1:],
+        *_variant_decision(records, sparsity),
+        *_retraining_normalization_sentence(records, sparsity),
         *_loss_or_form_sentence(matrices, sparsity),
         *_guiding_sentence(out_dir, records, sparsity),
-        *_before_retraining_sentences(records, sparsity),
+        *before[:-1],
         *_normalization_sentence(records, sparsity),
-        *_variant_decision(records, sparsity),
         *_collapse_sentences(out_dir, records),
     ]
     return "\n\n".join(sentences) if sentences else "No run of the saliency study has finished yet."
