@@ -142,7 +142,8 @@ def rendered_dom(browser: str, url: str) -> str:
 def screenshot(browser: str, url: str, path: Path, height: int = 2000) -> None:
     """Save a PNG of `url` as rendered by the browser in a window 1280 px wide and `height` px tall."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_browser(browser, f"--screenshot={path.resolve()}", f"--window-size=1280,{height}", url)
+    # virtual time lets the page's scripts (MathJax typesetting) finish before the capture
+    run_browser(browser, f"--screenshot={path.resolve()}", f"--window-size=1280,{height}", "--virtual-time-budget=10000", url)
     if not path.is_file():
         raise CheckError(f"{browser} wrote no screenshot to {path}")
 

@@ -441,3 +441,10 @@ def test_readable_puts_index_names_in_the_header_row_and_formats_every_column():
     assert all(name in header for name in ("sparsity", "method", "images", "FLOPs"))
     assert "90 %" in html and "1,199,360" in html and "5.97 × 10¹⁴" in html
     assert "1199360.0" not in html and "e+14" not in html
+
+
+def test_seconds_columns_are_whole_numbers_with_separators_whatever_their_name():
+    from tkdlib.report.style import number_format
+
+    assert number_format("median (s)", pd.Series([1.5, 2266.0])) == number_format("seconds", pd.Series([1.5])) == "{:,.0f}"
+    assert number_format("accuracy (%)", pd.Series([1.25, 80.0])) == "{:.1f}"

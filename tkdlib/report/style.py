@@ -100,7 +100,7 @@ def mean_spread(mean: float, spread: float | None) -> str:
 def number_format(column: str, values: pd.Series) -> str | None:
     """How `readable` writes a numeric column, chosen by its name: FLOPs in scientific notation,
     ratios (``… vs ours``) with two decimals and "×", sparsity in percent, whole numbers
-    (counts, seconds, seeds) with thousands separators, anything else with one decimal."""
+    (counts, seconds or "(s)", seeds) with thousands separators, anything else with one decimal."""
     name = column.lower()
     if "flops" in name and "vs" not in name:
         return "scientific"
@@ -109,7 +109,7 @@ def number_format(column: str, values: pd.Series) -> str | None:
     if name == "sparsity":
         return "percent"
     whole = values.dropna()
-    if re.search(r"images|seconds|seeds|kept|^of$|count|weights", name) or (len(whole) and (whole == whole.round()).all()):
+    if re.search(r"images|seconds|\(s\)|seeds|kept|^of$|count|weights", name) or (len(whole) and (whole == whole.round()).all()):
         return "{:,.0f}"
     return "{:.1f}"
 
