@@ -215,6 +215,8 @@ def test_book_has_api_page_captions_and_no_code_on_summary_pages(built_book):
     assert api.find(id="tkdlib.losses.ca_kld") and api.find(id="tkdlib.batch.shard")
     method = (built_book / "book" / "method.html").read_text()
     assert 'href="api.html#tkdlib.losses.ca_kld"' in method
+    assert 'src="../_static/mathjax/MathJax.js?config=' in method and "cdn.jsdelivr" not in method  # formulas render offline
+    assert (built_book / "_static" / "mathjax" / "MathJax.js").is_file()
     results = BeautifulSoup((built_book / "book" / "generated" / "sample" / "results.html").read_text(), "html.parser")
     images = results.article.find_all("img")
     assert images
