@@ -12,7 +12,7 @@ import torch
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.report import (
     emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table, saliency_table,
-    saliency_text, score_batches_table,
+    earned_variants, saliency_text, score_batches_table, variant_decision_table,
 )
 from tkdlib.sparse_checkpoint import save_sparse
 
@@ -107,9 +107,21 @@ def test_saliency_table_names_loss_and_form_and_the_decision_weighs_the_seed_spr
     assert table.loc[("cross-entropy", "½·w²·Σg² (Fisher form)"), "90 %: BatchNorm re-estimated"] == "60.0"
     assert table.loc[("cross-entropy", "|w·Σg| (SNIP form)"), "90 %: retrained"] == "not run yet"
     text = saliency_text(".", records)
-    assert "teacher, Fisher form (our extension): 80.5 % against ours 71.0 %, +9.5 points, more than the seed spread (1.4 points)" in text
-    close = records.assign(acc_retrained=records["acc_retrained"].where(records["method"] != "teacher_fisher", 0.715))
-    assert "within the seed spread" in saliency_text(".", close)
+    assert "Retrained, the best teacher-guided variant against ours: at 90 %, teacher, Fisher form (our extension) +9.5 points (seed spread 1.4). The decision waits for 95 %." in text
+    at_95 = pd.DataFrame([  # ours empties a layer at 95 %: its runs that allow it stand in for the main runs
+        _run("g", "teacher_guided", 0, "allow_layer_collapse=True", sparsity=0.95, retrain_epochs=3, retrained=0.60),
+        _run("h", "teacher_guided", 1, "allow_layer_collapse=True", sparsity=0.95, retrain_epochs=3, retrained=0.62),
+        _run("i", "teacher_fisher", 0, "allow_layer_collapse=True", sparsity=0.95, retrain_epochs=3, retrained=0.70),
+        _run("j", "teacher_fisher", 1, "allow_layer_collapse=True", sparsity=0.95, retrain_epochs=3, retrained=0.71),
+    ])
+    both = pd.concat([records, at_95], ignore_index=True)
+    decision = variant_decision_table(both)
+    assert decision.loc[(0.95, "teacher, Fisher form (our extension)"), "change (points)"] == pytest.approx(9.5)
+    assert earned_variants(both) == ["teacher, Fisher form (our extension)"]
+    assert "beats ours by more than the seed spread at 90 % and 95 %: it earns a place as a named method." in saliency_text(".", both)
+    close = both.assign(acc_retrained=both["acc_retrained"].where((both["method"] != "teacher_fisher") | (both["sparsity"] != 0.95), 0.612))
+    assert earned_variants(close) == []
+    assert "No teacher-guided variant beats ours by more than the seed spread at 90 % and 95 %." in saliency_text(".", close)
 
 
 def test_emptied_layers_lists_each_scores_empty_layers_with_their_seeds(tmp_path: Path):

@@ -15,8 +15,8 @@ from tkdlib.report.records import (
 )
 from tkdlib.report.regimes import regime_table, regime_text
 from tkdlib.report.saliency import (
-    emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table, saliency_table,
-    saliency_text, score_batches_table,
+    earned_variants, emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table,
+    saliency_table, saliency_text, score_batches_table, variant_decision_table,
 )
 from tkdlib.report.style import METHOD_LABELS, label, readable
 from tkdlib.report.tables import (
@@ -30,9 +30,9 @@ from tkdlib.report.text import (
 __all__ = [
     "METHOD_LABELS", "OURS", "PAIRED_COLUMNS", "ablation_changes", "ablation_matrix", "ablation_plot", "ablation_table", "ablation_text",
     "accuracy_vs_remaining", "cost_vs_accuracy", "benchmark_machine", "benchmark_table", "by_sparsity_text", "claims_table", "comparison_sparsity",
-    "compute_summary", "data_label", "emptied_layers", "guiding_table", "layer_density_gap", "mask_accuracy_table", "normalization_table",
+    "compute_summary", "data_label", "earned_variants", "emptied_layers", "guiding_table", "layer_density_gap", "mask_accuracy_table", "normalization_table",
     "overlap_heatmaps", "overlap_matrix", "retraining_normalization_table", "saliency_table", "saliency_text", "score_batches_table", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
     "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison",
     "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "regime_slopes", "regime_table", "regime_text", "results_table", "run_summary", "runs_table",
-    "switch_effects", "thinnest_layers",
+    "switch_effects", "thinnest_layers", "variant_decision_table",
 ]
