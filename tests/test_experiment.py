@@ -217,7 +217,7 @@ def test_bad_profiles_are_rejected(tmp_path):
 
 
 def test_a_profile_chooses_the_book_pages_it_renders():
-    assert load_profile("cpu").pages == ("results", "ablations", "efficiency", "masks", "runs")
+    assert load_profile("cpu").pages == ("results", "ablations", "efficiency", "masks", "regimes", "runs")
     assert load_profile("cpu-bf16").pages == ("saliency", "runs")  # the saliency study
 
 
