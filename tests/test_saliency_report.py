@@ -122,6 +122,16 @@ def test_saliency_table_names_loss_and_form_and_the_decision_weighs_the_seed_spr
     close = both.assign(acc_retrained=both["acc_retrained"].where((both["method"] != "teacher_fisher") | (both["sparsity"] != 0.95), 0.612))
     assert earned_variants(close) == []
     assert "No teacher-guided variant beats ours by more than the seed spread at 90 % and 95 %." in saliency_text(".", close)
+    assert "the same form without the teacher" not in saliency_text(".", close)  # only an earned variant is compared with it
+    without_teacher = pd.concat([both, pd.DataFrame([  # the Fisher form on cross-entropy alone, at both sparsities
+        _run("k", "fisher", 0, retrain_epochs=3, retrained=0.79), _run("l", "fisher", 1, retrain_epochs=3, retrained=0.80),
+        _run("m", "fisher", 0, "allow_layer_collapse=True", sparsity=0.95, retrain_epochs=3, retrained=0.72),
+        _run("n", "fisher", 1, "allow_layer_collapse=True", sparsity=0.95, retrain_epochs=3, retrained=0.72),
+    ])], ignore_index=True)
+    assert ("Teacher, Fisher form (our extension) against CE, Fisher form (our extension), the same form without the teacher: "
+            "+1.0 points at 90 % (seed spread 0.7) and -1.5 points at 95 % (seed spread 0.7).") in saliency_text(".", without_teacher)
+    matched = without_teacher.assign(acc_retrained=without_teacher["run"].map({"k": 0.80, "m": 0.70}).fillna(without_teacher["acc_retrained"]))
+    assert "+0.5 points at 90 % (seed spread 0.7) and -0.5 points at 95 % (seed spread 1.4): within the seed spread, so the form" in saliency_text(".", matched)
 
 
 def test_emptied_layers_lists_each_scores_empty_layers_with_their_seeds(tmp_path: Path):

@@ -1,7 +1,7 @@
 """Run records → the book's tables, sentences and figures.
 
 One module per job: `records` (loading and selecting runs), `tables`, `text` (generated
-sentences), `figures`, `claims` (the paper's claims against the records), `saliency` (the saliency study's tables and findings), `regimes` (two training schedules side by side), and `style` (method names, order, colours, number formats). The names the
+sentences), `figures`, `claims` (the paper's claims against the records), `saliency` (the saliency study's tables and findings), `variants` (the teacher-guided saliency variants and the decision between them), `regimes` (two training schedules side by side), and `style` (method names, order, colours, number formats). The names the
 notebooks use are re-exported here, so a notebook reads ``report.results_table(records)``.
 """
 
@@ -15,9 +15,10 @@ from tkdlib.report.records import (
 )
 from tkdlib.report.regimes import regime_table, regime_text
 from tkdlib.report.saliency import (
-    earned_variants, emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table,
-    saliency_table, saliency_text, score_batches_table, variant_decision_table,
+    emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table,
+    saliency_table, saliency_text, score_batches_table,
 )
+from tkdlib.report.variants import earned_variants, variant_decision_sentences, variant_decision_table
 from tkdlib.report.style import METHOD_LABELS, label, readable
 from tkdlib.report.tables import (
     PAIRED_COLUMNS, ablation_changes, ablation_matrix, ablation_table, benchmark_machine, benchmark_table, compute_summary,
@@ -34,5 +35,5 @@ __all__ = [
     "overlap_heatmaps", "overlap_matrix", "retraining_normalization_table", "saliency_table", "saliency_text", "score_batches_table", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
     "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison",
     "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "regime_slopes", "regime_table", "regime_text", "results_table", "run_summary", "runs_table",
-    "switch_effects", "thinnest_layers", "variant_decision_table",
+    "switch_effects", "thinnest_layers", "variant_decision_sentences", "variant_decision_table",
 ]

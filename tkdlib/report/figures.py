@@ -14,8 +14,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from tkdlib.report.regimes import HIGH_SPARSITIES, method_ranking, shared_methods
-from tkdlib.report.records import OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, per_seed, read_record
-from tkdlib.report.saliency import mask_only, overlap_matrix
+from tkdlib.report.records import (
+    OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, mask_only, per_seed, read_record,
+)
+from tkdlib.report.saliency import overlap_matrix
 from tkdlib.report.tables import ablation_changes
 from tkdlib.report.style import colour, label, marker, method_order, percent
 

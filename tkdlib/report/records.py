@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ MAIN_ROW = "none (main comparison)"  # how `ablation_matrix` names the runs with
 
 
 VARIANT_SEPARATOR = ", "  # between the switches of a `variant` name
+
+
+MASK_ONLY = frozenset({"retrain_epochs=0", "allow_layer_collapse=True"})  # switches of a mask-only cell of the main methods
 
 
 def read_record(out_dir: str | Path, run: str) -> dict[str, Any]:
@@ -196,3 +199,23 @@ def planned_methods(profile: Profile, sparsity: float) -> list[str]:
     """The methods `profile` runs in its main comparison at `sparsity` (fraction), in file order."""
     configs = [config for config in profile.configs() if not profile.changes(config) and math.isclose(config.sparsity, sparsity)]
     return list(dict.fromkeys(config.method for config in configs))
+
+
+def with_switches(records: pd.DataFrame, allowed: Iterable[str]) -> pd.DataFrame:
+    """The runs whose switches (``key=value`` of their `variant`) are all among `allowed`; the
+    main comparison (no switch) included."""
+    allowed = frozenset(allowed)
+    keep = records["variant"].map(lambda variant: not variant or variant_switches(variant) <= allowed)
+    return records[keep]
+
+
+def mask_only(records: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
+    """The mask-only runs (no retraining) whose other switches are among `extra`."""
+    runs = with_switches(records, MASK_ONLY | frozenset(extra))
+    return runs[runs["retrain_epochs"] == 0]
+
+
+def retrained(records: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
+    """The retrained runs whose switches are among `extra` (the main comparison when empty)."""
+    runs = with_switches(records, frozenset(extra))
+    return runs[runs["retrain_epochs"] > 0]

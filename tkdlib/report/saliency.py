@@ -10,50 +10,17 @@ the seeds (no ± with one seed). Sparsity is the fraction of prunable weights re
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from tkdlib.overlap import jaccard
-from tkdlib.report.records import OURS, read_record, variant_switches
+from tkdlib.report.records import OURS, mask_only, read_record, retrained
 from tkdlib.report.style import and_list, label, mean_spread, method_order, percent
+from tkdlib.report.variants import SCORE_FORMS, variant_decision_sentences
 from tkdlib.sparse_checkpoint import load_sparse_mask
 
-MASK_ONLY = frozenset({"retrain_epochs=0", "allow_layer_collapse=True"})  # switches of a mask-only cell of the main methods
-# method → (the loss its gradient comes from, the form of the saliency); g is one batch's gradient
-SCORE_FORMS = {
-    "teacher_guided": ("teacher's joint loss", "|w·g| summed over batches"),
-    "teacher_snip": ("teacher's joint loss", "|w·Σg| (SNIP form)"),
-    "teacher_fisher": ("teacher's joint loss", "½·w²·Σg² (Fisher form)"),
-    "ce_gradient": ("cross-entropy", "|w·g| summed over batches"),
-    "snip": ("cross-entropy", "|w·Σg| (SNIP form)"),
-    "fisher": ("cross-entropy", "½·w²·Σg² (Fisher form)"),
-}
-TEACHER_VARIANTS = ("teacher_snip", "teacher_fisher")  # the teacher-guided saliencies that could replace the paper's
-DECISION_SPARSITIES = (0.9, 0.95)  # a variant must beat ours by more than the seed spread at each
 STAGE_NAMES = {"acc_pruned": "pruned", "acc_pruned_bn": "BatchNorm re-estimated", "acc_retrained": "retrained"}
-
-
-def with_switches(records: pd.DataFrame, allowed: Iterable[str]) -> pd.DataFrame:
-    """The runs whose switches (``key=value`` of their `variant`) are all among `allowed`; the
-    main comparison (no switch) included."""
-    allowed = frozenset(allowed)
-    keep = records["variant"].map(lambda variant: not variant or variant_switches(variant) <= allowed)
-    return records[keep]
-
-
-def mask_only(records: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
-    """The mask-only runs (no retraining) whose other switches are among `extra`."""
-    runs = with_switches(records, MASK_ONLY | frozenset(extra))
-    return runs[runs["retrain_epochs"] == 0]
-
-
-def retrained(records: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
-    """The retrained runs whose switches are among `extra` (the main comparison when empty)."""
-    runs = with_switches(records, frozenset(extra))
-    return runs[runs["retrain_epochs"] > 0]
 
 
 def _over_seeds(values: pd.Series) -> str:
@@ -318,56 +285,6 @@ def _normalization_sentence(records: pd.DataFrame, sparsity: float) -> list[str]
     return [sentence + "."]
 
 
-def variant_decision_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Each teacher-guided variant of `TEACHER_VARIANTS` against ours, retrained, at each sparsity
-    of `DECISION_SPARSITIES`: mean accuracy (%) of each over its seeds, the change (points), the
-    seed spread (the larger standard deviation over seeds of the two, points) and whether the
-    change exceeds it. Where ours empties a layer (95 %), the runs that allow it are used. Rows:
-    (sparsity, variant); empty until ours and a variant have both finished somewhere."""
-    runs = retrained(records, {"allow_layer_collapse=True"}).sort_values("variant", kind="stable")  # main runs first
-    runs = runs.drop_duplicates(["method", "sparsity", "seed"])
-    rows = []
-    for sparsity in DECISION_SPARSITIES:
-        at = runs[runs["sparsity"] == sparsity].groupby("method")["acc_retrained"]
-        mean, std = at.mean() * 100, at.std() * 100
-        for variant in TEACHER_VARIANTS:
-            if OURS in mean and variant in mean:
-                spread = max(std.get(OURS, math.nan), std.get(variant, math.nan))
-                change = mean[variant] - mean[OURS]
-                rows.append({"sparsity": sparsity, "variant": label(variant), "ours (%)": mean[OURS], "variant (%)": mean[variant],
-                             "change (points)": change, "seed spread (points)": spread, "beyond the spread": bool(change > spread)})
-    return pd.DataFrame(rows).set_index(["sparsity", "variant"]) if rows else pd.DataFrame()
-
-
-def earned_variants(records: pd.DataFrame) -> list[str]:
-    """The variants (book names) that beat ours by more than the seed spread at every sparsity of
-    `DECISION_SPARSITIES`, once all of them have finished: the issue's rule for a named method."""
-    table = variant_decision_table(records)
-    if table.empty:
-        return []
-    beyond = table["beyond the spread"].unstack("sparsity").reindex(columns=list(DECISION_SPARSITIES))
-    return [variant for variant, row in beyond.iterrows() if row.notna().all() and row.all()]
-
-
-def _variant_decision(records: pd.DataFrame) -> list[str]:
-    table = variant_decision_table(records)
-    if table.empty:
-        return []
-    changes = []
-    for sparsity, rows in table.groupby(level="sparsity"):
-        key = rows["change (points)"].idxmax()
-        changes.append(f"at {percent(sparsity)}, {key[1]} {rows.loc[key, 'change (points)']:+.1f} points (seed spread {rows.loc[key, 'seed spread (points)']:.1f})")
-    finished = set(table.index.get_level_values("sparsity")) >= set(DECISION_SPARSITIES)
-    earned = earned_variants(records)
-    if earned:
-        verdict = f"{and_list(earned)} beats ours by more than the seed spread at {and_list([percent(s) for s in DECISION_SPARSITIES])}: it earns a place as a named method."
-    elif finished:
-        verdict = f"No teacher-guided variant beats ours by more than the seed spread at {and_list([percent(s) for s in DECISION_SPARSITIES])}."
-    else:
-        verdict = f"The decision waits for {and_list([percent(s) for s in DECISION_SPARSITIES if s not in set(table.index.get_level_values('sparsity'))])}."
-    return [f"Retrained, the best teacher-guided variant against ours: {'; '.join(changes)}. {verdict}"]
-
-
 def _collapse_sentences(out_dir: str | Path, records: pd.DataFrame) -> list[str]:
     table = emptied_layers(out_dir, records)
     sentences = []
@@ -390,7 +307,7 @@ def saliency_text(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 
     sentences = [  # the answers first, then what explains them
         *_overlap_sentences(matrices),
         *before[-1:],
-        *_variant_decision(records),
+        *variant_decision_sentences(records),
         *_retraining_normalization_sentence(records, sparsity),
         *_loss_or_form_sentence(matrices, sparsity),
         *_guiding_sentence(out_dir, records, sparsity),

@@ -78,6 +78,11 @@ def and_list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def sentence_case(text: str) -> str:
+    """`text` with its first letter capitalised, the rest untouched (method names start lower-case)."""
+    return text[:1].upper() + text[1:]
+
+
 def scientific(value: float, digits: int = 3) -> str:
     """`value` in scientific notation for readers: 5.97e14 → ``5.97 × 10¹⁴``."""
     if value == 0 or not math.isfinite(value):
