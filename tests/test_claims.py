@@ -26,14 +26,14 @@ def test_verdicts_weigh_each_gap_against_the_seed_spread():
     table = claims_table(records)
     assert table["verdict"].tolist() == ["supported", "supported", "not supported", "undecided"]
     assert "Dense student 83.0 %; ours 82.4 % at 90 % (-0.6)" in table.loc["High sparsity with minimal loss of accuracy", "evidence"]
-    assert "COLT costs 3.00 × the FLOPs of ours; ours -0.6 points (seed spread 0.2)" in table.loc["Cheaper than iterative COLT", "evidence"]
+    assert "COLT costs 3.00 × the FLOPs of ours; ours -0.6 points (seed spread 0.2, 2 seeds)" in table.loc["Cheaper than iterative COLT", "evidence"]
 
 
 def test_one_seed_decides_nothing_and_missing_runs_are_not_measured():
     records = _runs([("teacher_guided", 0.9, 0, 0.70), ("teacher_guided", 0.95, 0, 0.60), ("ce_gradient", 0.9, 0, 0.65)])
     table = claims_table(records)
     assert table["verdict"].tolist() == ["not supported", "not measured", "not measured", "undecided"]
-    assert "1 seed" in table.loc["The teacher in the scores matters, not only in recovery", "evidence"]
+    assert "(+5.0 points; 1 seed: no spread yet)" in table.loc["The teacher in the scores matters, not only in recovery", "evidence"]
     mixed = _runs([("teacher_guided", 0.9, s, a) for s, a in ((0, 0.80), (1, 0.80))] + [("teacher_guided", 0.95, s, a) for s, a in ((0, 0.70), (1, 0.70))]
                   + [("epsd", 0.9, s, a) for s, a in ((0, 0.75), (1, 0.75))] + [("epsd", 0.95, s, a) for s, a in ((0, 0.75), (1, 0.75))])
     assert claims_table(mixed).loc["More accurate than EPSD at high sparsity", "verdict"] == "mixed"

@@ -51,8 +51,9 @@ def _verdict(outcomes: list[bool | None]) -> str:
     return MIXED
 
 
-def _seeds(count: int) -> str:
-    return "1 seed" if count == 1 else f"{count} seeds"
+def _spread(spread: float, seeds: int) -> str:
+    """The seed spread of a comparison in words; one seed has none yet."""
+    return "1 seed: no spread yet" if seeds == 1 else f"seed spread {spread:.1f}, {seeds} seeds"
 
 
 def minimal_degradation(records: pd.DataFrame) -> tuple[str, str]:
@@ -79,7 +80,7 @@ def _against(records: pd.DataFrame, other: str) -> tuple[list[bool | None], list
         outcomes.append(_beyond_spread(gap, spread) if seeds > 1 else None)
         parts.append(
             f"{percent(sparsity)}: ours {ours.loc[sparsity, 'accuracy']:.1f} %, {label(other)} {theirs.loc[sparsity, 'accuracy']:.1f} % "
-            f"({gap:+.1f} points; seed spread {spread:.1f}, {_seeds(seeds)})"
+            f"({gap:+.1f} points; {_spread(spread, seeds)})"
         )
     return outcomes, parts
 
@@ -111,8 +112,9 @@ def cheaper_than_colt(records: pd.DataFrame) -> tuple[str, str]:
         ratio = colt.loc[sparsity, "flops"] / ours.loc[sparsity, "flops"]
         gap = ours.loc[sparsity, "accuracy"] - colt.loc[sparsity, "accuracy"]
         spread = max(ours.loc[sparsity, "spread"], colt.loc[sparsity, "spread"])
+        seeds = int(min(ours.loc[sparsity, "seeds"], colt.loc[sparsity, "seeds"]))
         outcomes.append(bool(ratio > 1 and gap >= -spread))
-        parts.append(f"{percent(sparsity)}: COLT costs {ratio:.2f} × the FLOPs of ours; ours {gap:+.1f} points (seed spread {spread:.1f})")
+        parts.append(f"{percent(sparsity)}: COLT costs {ratio:.2f} × the FLOPs of ours; ours {gap:+.1f} points ({_spread(spread, seeds)})")
     return _verdict(outcomes), "; ".join(parts) or f"COLT and ours have not both finished at {percent(HIGH_SPARSITY)} or above."
 
 

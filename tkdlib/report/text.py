@@ -209,7 +209,8 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
     missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
     if missing:
         sentences.append(f"Not yet run at {at}: {and_list(missing)}.")
-    sentences.append(_iterative_cost_sentence(numbers, "imp" in planned))
+    if label("imp") not in missing:  # that list already says IMP has not run
+        sentences.append(_iterative_cost_sentence(numbers, "imp" in planned))
     return " ".join(sentence for sentence in sentences if sentence)
 
 
