@@ -432,6 +432,21 @@ def test_phase_times_count_a_shared_checkpoint_once_per_digest_and_group_by_mach
     assert table.loc[("retrain", "AMD EPYC", "bf16")].tolist() == [2, 20.0, 10.0, 30.0, "2026-12-01", "2026-12-03"]
 
 
+def test_phase_costs_list_each_methods_phases_in_book_order_with_readable_columns(tmp_path: Path):
+    from tkdlib.report import phase_costs
+
+    for run, phases in {"m": ["dense", "retrain"], "o": ["teacher", "dense", "guide"]}.items():
+        ledger = {phase: {"seconds": 1.26, "flops": 3e12, "student_forward": 10, "student_backward": 10, "teacher_forward": 5} for phase in phases}
+        (tmp_path / run).mkdir()
+        (tmp_path / run / RECORD_NAME).write_text(json.dumps({"compute": {"counted": phases, "phases": ledger}}))
+    records = _records([("magnitude", 0.9, 0.82), ("teacher_guided", 0.9, 0.8)]).assign(run=["m", "o"])
+    table = phase_costs(tmp_path, records)
+    assert list(table.index) == [("teacher-guided (ours)", "teacher"), ("teacher-guided (ours)", "dense"), ("teacher-guided (ours)", "guide"),
+                                 ("magnitude", "dense"), ("magnitude", "retrain")]
+    assert list(table.columns) == ["seconds", "FLOPs", "images forward", "images backward", "images through the frozen teacher"]
+    assert table["seconds"].tolist() == [1.3] * 5
+
+
 def test_readable_puts_index_names_in_the_header_row_and_formats_every_column():
     table = pd.DataFrame(
         {"sparsity": [0.9, 0.95], "method": ["magnitude", "SNIP"], "images": [1199360.0, 1148160.0], "FLOPs": [5.97e14, 5.72e14]}

@@ -174,14 +174,21 @@ def cost_over_ours(by_method: pd.DataFrame) -> pd.DataFrame:
 
 
 def phase_costs(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
-    """Per method (main comparison at the `comparison_sparsity`, first seed) and phase it pays
-    for: wall seconds, images forward and backward through the student, images through the teacher."""
+    """Per method (main comparison at the `comparison_sparsity`, first seed, methods in book
+    order) and phase it pays for (in the order it ran): wall seconds, FLOPs, images forward and
+    backward through the network the phase trains or scores, images through the frozen teacher."""
     rows = []
-    for method, record in records_at_comparison(out_dir, records).items():
+    for method, record in sorted(records_at_comparison(out_dir, records).items(), key=lambda item: method_order(item[0])):
         compute = record["compute"]
         for phase in compute["counted"]:
             rows.append({"method": label(method), "phase": phase, **compute["phases"][phase]})
-    return pd.DataFrame(rows).set_index(["method", "phase"]).round({"seconds": 1})
+    return pd.DataFrame(rows).set_index(["method", "phase"]).round({"seconds": 1}).rename(columns=PHASE_COST_COLUMNS)[list(PHASE_COST_COLUMNS.values())]
+
+
+PHASE_COST_COLUMNS = {  # a record's ledger entry → the column the book shows, in this order; "student" in the ledger is the network the phase trains or scores
+    "seconds": "seconds", "flops": "FLOPs", "student_forward": "images forward",
+    "student_backward": "images backward", "teacher_forward": "images through the frozen teacher",
+}
 
 
 SHARED_PHASES = {"teacher": "teacher_sha256", "dense": "dense_sha256"}  # phases whose checkpoint many runs share
