@@ -394,6 +394,17 @@ def test_results_table_marks_cells_where_a_main_comparison_run_failed(tmp_path: 
     assert list(failed_runs(tmp_path, profile).columns) == ["run", "method", "sparsity", "seed", "variant", "error"]
 
 
+def test_results_table_gives_each_layer_rule_its_own_column_beside_its_sparsity():
+    main = _records([("teacher_guided", 0.9, 0.80), ("magnitude", 0.9, 0.82), ("magnitude", 0.98, 0.56)])
+    ruled = _records([("teacher_guided", 0.98, 0.58), ("teacher_guided", 0.98, 0.60), ("magnitude", 0.98, 0.55), ("teacher_guided", 0.98, 0.50)]).assign(
+        seed=[0, 1, 0, 0], variant=["layer_floor=0.005", "layer_floor=0.005", "layer_floor=0.005", "allow_layer_collapse=True"])
+    other = _records([("teacher_guided", 0.98, 0.99)]).assign(variant="layer_floor=0.005, alpha=0.5")  # another switch too: an ablation only
+    table = results_table(pd.concat([main, ruled, other], ignore_index=True))
+    assert list(table.columns) == ["90 % sparse", "98 % sparse", "98 % sparse, collapse allowed", "98 % sparse, per-layer floor 0.5 %"]
+    assert table.loc["teacher-guided (ours)"].tolist() == ["80.0", "not run yet", "50.0", "59.0 ± 1.4"]
+    assert table.loc["magnitude"].tolist() == ["82.0", "56.0", "—", "55.0"]
+
+
 def test_efficiency_table_compares_the_first_seeds_runs_only():
     seed_0 = _records([("teacher_guided", 0.9, 0.80), ("imp", 0.9, 0.81)]).assign(total_seconds=[100.0, 600.0])
     seed_1 = _records([("teacher_guided", 0.9, 0.78)]).assign(seed=1, total_seconds=40.0)  # a faster machine

@@ -37,11 +37,12 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
     """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds);
     a cell whose run has not finished says "not run yet". `failed` (`failed_runs` with the
     profile) marks the cells where a main-comparison run failed, e.g. "67.1 (seed 1 failed)".
-    Rows: ours first, then the baselines in the order of `METHOD_LABELS`."""
+    Runs that differ from the main comparison only by a layer rule (`LAYER_RULES`: a per-layer
+    floor, or collapse allowed) get a column of their own beside their sparsity's, "—" where a
+    method did not run with that rule. Rows: ours first, then the baselines in the order of
+    `METHOD_LABELS`."""
     main = main_comparison(records)
-    grouped = main.groupby(["method", "sparsity"])["acc_retrained"]
-    mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
-    cells = pd.Series([mean_spread(m, s if n > 1 else None) for m, s, n in zip(mean, std, count)], index=mean.index)
+    cells = _seed_cells(main.groupby(["method", "sparsity"])["acc_retrained"])
     if failed is not None and not failed.empty:
         failed_main = failed[failed["variant"] == ""].groupby(["method", "sparsity"])["seed"]
         notes = failed_main.agg(lambda seeds: f"seed{'s' if len(seeds) > 1 else ''} {and_list([str(s) for s in sorted(seeds)])} failed")
@@ -49,10 +50,37 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
         cells, notes = cells.reindex(both), notes.reindex(both)
         cells = (cells + " (" + notes + ")").fillna(cells).fillna(notes)  # "67.1 (seed 1 failed)", or either alone
     table = cells.unstack("sparsity").fillna("not run yet")
+    table.columns = pd.MultiIndex.from_tuples([(sparsity, "") for sparsity in table.columns], names=["sparsity", "rule"])
+    ruled = records[records["variant"].map(_layer_rule).notna()]
+    if not ruled.empty:
+        rule_cells = _seed_cells(ruled.assign(rule=ruled["variant"].map(_layer_rule)).groupby(["method", "sparsity", "rule"])["acc_retrained"])
+        by_rule = rule_cells.unstack(["sparsity", "rule"])
+        table = table.join(by_rule, how="outer").fillna({column: "not run yet" for column in table.columns}).fillna("—")
+        table = table[sorted(table.columns, key=lambda column: (column[0], column[1] != "", column[1]))]
     table = table.loc[sorted(table.index, key=method_order)]
     table.index = [label(name) for name in table.index]
-    table.columns = [f"{percent(s)} sparse" for s in table.columns]
+    table.columns = [f"{percent(sparsity)} sparse" + (f", {rule}" if rule else "") for sparsity, rule in table.columns]
     return table
+
+
+LAYER_RULES = {"layer_floor=": "per-layer floor {percent}", "allow_layer_collapse=True": "collapse allowed"}  # switch prefix → column name
+
+
+def _layer_rule(variant: str) -> str | None:
+    """The column name of a variant that changes only the layer rule (``layer_floor=0.005``, the
+    fraction of each layer's weights kept at least → "per-layer floor 0.5 %"), or None for any
+    other variant and for the main comparison."""
+    for prefix, name in LAYER_RULES.items():
+        if variant.startswith(prefix) and VARIANT_SEPARATOR not in variant:
+            value = variant.removeprefix(prefix)
+            return name.format(percent=f"{float(value) * 100:g} %" if prefix == "layer_floor=" else value)
+    return None
+
+
+def _seed_cells(grouped: Any) -> pd.Series:
+    """"mean ± std" (%) per group of a grouped accuracy column (fractions); no ± with one seed."""
+    mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
+    return pd.Series([mean_spread(m, s if n > 1 else None) for m, s, n in zip(mean, std, count)], index=mean.index, dtype=object)
 
 
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
