@@ -301,6 +301,21 @@ def test_a_variant_whose_main_run_failed_is_given_alone_not_called_unrun(tmp_pat
     assert [tick.get_text() for tick in figure.axes[0].get_yticklabels()] == ["guide_epochs=0 (teacher-guided (ours), 90 %)"]  # no bar without a change
 
 
+def test_accuracy_figure_draws_floor_runs_as_open_markers_on_the_log_axis():
+    from tkdlib.report import accuracy_vs_remaining
+
+    main = _records([("teacher_guided", 0.9, 0.80), ("teacher_guided", 0.95, 0.70), ("magnitude", 0.9, 0.82)])
+    floored = _records([("teacher_guided", 0.98, 0.58)]).assign(variant="layer_floor=0.005")
+    collapsed = _records([("magnitude", 0.98, 0.40)]).assign(variant="allow_layer_collapse=True")  # not drawn: the table has it
+    records = pd.concat([main, floored, collapsed], ignore_index=True).assign(dataset="cifar10", data="cifar10-jpeg.tar.gz")
+    axes = accuracy_vs_remaining(records).axes[0]
+    labels = axes.get_legend_handles_labels()[1]
+    assert labels == ["dense teacher", "dense student", "teacher-guided (ours)", "magnitude", "open marker: per-layer floor"]
+    points = {(round(x, 1), round(y, 1)) for line in axes.lines for x, y in line.get_xydata()}
+    assert (2.0, 58.0) in points and (2.0, 40.0) not in points
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == ["10 %", "5 %", "2 %"]
+
+
 def test_ablation_text_without_reference_or_planned_variants(tmp_path: Path):
     profile = _ablation_profile(tmp_path)
     only_variant = _with_variants(_records([("magnitude", 0.9, 0.82)]), [("guide_epochs=0", 0.77)])

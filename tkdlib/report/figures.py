@@ -18,7 +18,7 @@ from tkdlib.report.records import (
     OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, mask_only, per_seed, read_record,
 )
 from tkdlib.report.saliency import overlap_matrix
-from tkdlib.report.tables import ablation_changes
+from tkdlib.report.tables import ablation_changes, layer_rule
 from tkdlib.report.style import colour, label, marker, method_order, percent
 
 REMAINING_TICKS = (50, 20, 10, 5, 2, 1)  # % of weights remaining, as in the lottery-ticket and SynFlow papers
@@ -30,35 +30,51 @@ def _over_seeds(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame
 
 
 def _errorbar(axes: plt.Axes, method: str, x: pd.Series, stats: pd.DataFrame, **style: Any) -> None:
-    """Mean with a whisker from the lowest to the highest seed, in `method`'s colour and marker."""
+    """Mean with a whisker from the lowest to the highest seed, in `method`'s colour and marker;
+    `style` adds to or overrides the defaults (``label=None`` leaves it out of the legend)."""
     ours = method == OURS
-    axes.errorbar(
-        x, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]], label=label(method),
-        color=colour(method), marker=marker(method), markersize=7 if ours else 5, linewidth=2.6 if ours else 1.3,
-        capsize=3, zorder=3 if ours else 2, **style,
-    )
+    style = {"label": label(method), "color": colour(method), "marker": marker(method), "markersize": 7 if ours else 5,
+             "linewidth": 2.6 if ours else 1.3, "capsize": 3, "zorder": 3 if ours else 2, **style}
+    axes.errorbar(x, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]], **style)
 
 
 def _legend_outside(axes: plt.Axes) -> None:
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
+FLOOR_RULE = "per-layer floor"  # how `layer_rule` names the floor runs
+
+
+def _remaining_and_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with ``remaining`` (% of prunable weights kept) and ``accuracy`` (retrained, %)."""
+    return runs.assign(remaining=(1 - runs["sparsity"]) * 100, accuracy=runs["acc_retrained"] * 100)
+
+
 def accuracy_vs_remaining(records: pd.DataFrame) -> plt.Figure:
     """Retrained test accuracy (%) against the weights remaining (% of prunable weights, log axis,
     sparser to the right), one line per method: mean over seeds, whiskers from the lowest to the
-    highest seed. Dotted lines: the dense teacher and dense student (means over seeds)."""
-    main = main_comparison(records).assign(remaining=lambda frame: (1 - frame["sparsity"]) * 100, accuracy=lambda frame: frame["acc_retrained"] * 100)
+    highest seed. Open markers, not joined: the runs with a per-layer floor (`FLOOR_RULE`), which
+    stand where a global ranking would empty a layer. Dotted lines: the dense teacher and dense
+    student (means over seeds)."""
+    main = _remaining_and_accuracy(main_comparison(records))
+    floored = _remaining_and_accuracy(records[records["variant"].map(layer_rule).str.startswith(FLOOR_RULE, na=False)])
     figure, axes = plt.subplots(figsize=(8, 4.5))
     for method, runs in sorted(main.groupby("method"), key=lambda item: method_order(item[0])):
         stats = _over_seeds(runs, ["remaining"], "accuracy").sort_values("remaining", ascending=False)
         _errorbar(axes, method, stats["remaining"], stats)
+    for method, runs in floored.groupby("method"):
+        stats = _over_seeds(runs, ["remaining"], "accuracy")
+        _errorbar(axes, method, stats["remaining"], stats, linestyle="none", markerfacecolor="white", label=None)
     for column, name in (("acc_teacher", "dense teacher"), ("acc_dense", "dense student")):
         accuracy = per_seed(main, column).dropna()
         if not accuracy.empty:
             axes.axhline(accuracy.mean() * 100, color="black" if column == "acc_teacher" else "grey", linestyle=":", linewidth=1.2, label=name)
+    if not floored.empty:  # a legend entry for the open markers, after the methods' (the legend lists lines, then error bars)
+        axes.errorbar([], [], linestyle="none", marker="o", color="grey", markerfacecolor="white", label="open marker: per-layer floor")
+    remaining = pd.concat([main["remaining"], floored["remaining"]])  # the ticks cover both
     axes.set_xscale("log")
     axes.invert_xaxis()
-    shown = sorted({tick for tick in REMAINING_TICKS if main["remaining"].min() * 0.8 <= tick <= main["remaining"].max() * 1.25} | set(main["remaining"].round(1)), reverse=True)
+    shown = sorted({tick for tick in REMAINING_TICKS if remaining.min() * 0.8 <= tick <= remaining.max() * 1.25} | set(remaining.round(1)), reverse=True)
     axes.set_xticks(shown)
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g} %"))
     axes.xaxis.set_minor_formatter(NullFormatter())

@@ -51,9 +51,9 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
         cells = (cells + " (" + notes + ")").fillna(cells).fillna(notes)  # "67.1 (seed 1 failed)", or either alone
     table = cells.unstack("sparsity").fillna("not run yet")
     table.columns = pd.MultiIndex.from_tuples([(sparsity, "") for sparsity in table.columns], names=["sparsity", "rule"])
-    ruled = records[records["variant"].map(_layer_rule).notna()]
+    ruled = records[records["variant"].map(layer_rule).notna()]
     if not ruled.empty:
-        rule_cells = _seed_cells(ruled.assign(rule=ruled["variant"].map(_layer_rule)).groupby(["method", "sparsity", "rule"])["acc_retrained"])
+        rule_cells = _seed_cells(ruled.assign(rule=ruled["variant"].map(layer_rule)).groupby(["method", "sparsity", "rule"])["acc_retrained"])
         by_rule = rule_cells.unstack(["sparsity", "rule"])
         table = table.join(by_rule, how="outer").fillna({column: "not run yet" for column in table.columns}).fillna("—")
         table = table[sorted(table.columns, key=lambda column: (column[0], column[1] != "", column[1]))]
@@ -66,7 +66,7 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
 LAYER_RULES = {"layer_floor=": "per-layer floor {percent}", "allow_layer_collapse=True": "collapse allowed"}  # switch prefix → column name
 
 
-def _layer_rule(variant: str) -> str | None:
+def layer_rule(variant: str) -> str | None:
     """The column name of a variant that changes only the layer rule (``layer_floor=0.005``, the
     fraction of each layer's weights kept at least → "per-layer floor 0.5 %"), or None for any
     other variant and for the main comparison."""
