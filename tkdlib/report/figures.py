@@ -18,7 +18,7 @@ from tkdlib.report.records import (
     OURS, comparison_sparsity, data_label, layers_at_comparison, main_comparison, mask_only, per_seed, read_record,
 )
 from tkdlib.report.saliency import overlap_matrix
-from tkdlib.report.tables import ablation_changes, layer_rule
+from tkdlib.report.tables import FLOOR_RULE, ablation_changes, layer_rule
 from tkdlib.report.style import colour, label, marker, method_order, percent
 
 REMAINING_TICKS = (50, 20, 10, 5, 2, 1)  # % of weights remaining, as in the lottery-ticket and SynFlow papers
@@ -40,9 +40,6 @@ def _errorbar(axes: plt.Axes, method: str, x: pd.Series, stats: pd.DataFrame, **
 
 def _legend_outside(axes: plt.Axes) -> None:
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-
-
-FLOOR_RULE = "per-layer floor"  # how `layer_rule` names the floor runs
 
 
 def _remaining_and_accuracy(runs: pd.DataFrame) -> pd.DataFrame:

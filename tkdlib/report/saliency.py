@@ -16,17 +16,11 @@ import pandas as pd
 
 from tkdlib.overlap import jaccard
 from tkdlib.report.records import OURS, mask_only, read_record, retrained
-from tkdlib.report.style import and_list, label, mean_spread, method_order, percent
+from tkdlib.report.style import and_list, label, mean_spread, method_order, percent, seed_cell
 from tkdlib.report.variants import SCORE_FORMS, variant_decision_sentences
 from tkdlib.sparse_checkpoint import load_sparse_mask
 
 STAGE_NAMES = {"acc_pruned": "pruned", "acc_pruned_bn": "BatchNorm re-estimated", "acc_retrained": "retrained"}
-
-
-def _over_seeds(values: pd.Series) -> str:
-    """Accuracies of one cell's seeds (fractions) as "mean ± std" in %, no ± with one seed."""
-    values = values.dropna() * 100
-    return mean_spread(values.mean(), values.std() if len(values) > 1 else None) if len(values) else "—"
 
 
 def _method_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -42,7 +36,7 @@ def mask_accuracy_table(records: pd.DataFrame) -> pd.DataFrame:
     columns = {}
     for sparsity, at in runs.groupby("sparsity"):
         for stage in ("acc_pruned", "acc_pruned_bn"):
-            columns[f"{percent(sparsity)}: {STAGE_NAMES[stage]}"] = at.groupby("method")[stage].agg(_over_seeds)
+            columns[f"{percent(sparsity)}: {STAGE_NAMES[stage]}"] = at.groupby("method")[stage].agg(seed_cell)
     return _method_rows(pd.DataFrame(columns).fillna("—"))
 
 
@@ -87,7 +81,7 @@ def guiding_table(out_dir: str | Path, records: pd.DataFrame, sparsity: float = 
     for method in ("teacher_guided", "teacher_fisher"):
         row = {}
         for name, chosen in (("guided", runs[(runs["method"] == method) & ~unguided]), ("not guided", runs[(runs["method"] == method) & unguided])):
-            row[f"{name}: BatchNorm re-estimated"] = _over_seeds(chosen["acc_pruned_bn"]) if not chosen.empty else "not run yet"
+            row[f"{name}: BatchNorm re-estimated"] = seed_cell(chosen["acc_pruned_bn"]) if not chosen.empty else "not run yet"
             masks = masks_by_method(out_dir, chosen)
             shared = [jaccard(masks[(m, seed)], reference[("ce_gradient", seed)]) for m, seed in masks if ("ce_gradient", seed) in reference]
             row[f"{name}: shared with the CE gradient (%)"] = mean_spread(100 * pd.Series(shared).mean(), None) if shared else "—"
@@ -103,7 +97,7 @@ def normalization_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.Data
     runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
     if runs.empty:
         return pd.DataFrame(columns=[STAGE_NAMES["acc_pruned"], STAGE_NAMES["acc_pruned_bn"]])
-    table = runs.groupby(["normalize_logits", "score_temperature"])[["acc_pruned", "acc_pruned_bn"]].agg(_over_seeds)
+    table = runs.groupby(["normalize_logits", "score_temperature"])[["acc_pruned", "acc_pruned_bn"]].agg(seed_cell)
     table = table.rename(columns=STAGE_NAMES).sort_index(ascending=[False, True])
     table.index = table.index.set_names(["logits", "T"]).set_levels([["raw", "z-scored"][value] for value in table.index.levels[0]], level=0)
     return table
@@ -116,7 +110,7 @@ def retraining_normalization_table(records: pd.DataFrame, sparsity: float = 0.9)
     runs = runs[(runs["method"] == OURS) & (runs["sparsity"] == sparsity)]
     if runs.empty:
         return pd.DataFrame()
-    table = runs.groupby(["normalize_logits", "retrain_normalize_logits"])["acc_retrained"].agg(_over_seeds).unstack().fillna("not run yet")
+    table = runs.groupby(["normalize_logits", "retrain_normalize_logits"])["acc_retrained"].agg(seed_cell).unstack().fillna("not run yet")
     names = {True: "z-scored", False: "raw"}
     table.index = [f"scores from {names[value]} logits" for value in table.index]
     table.columns = [f"retrained on {names[value]} logits" for value in table.columns]
@@ -130,12 +124,12 @@ def saliency_table(records: pd.DataFrame, retrained_sparsity: float = 0.9) -> pd
     `SCORE_FORMS` keys."""
     masks = mask_only(records)
     columns = {
-        f"{percent(sparsity)}: {STAGE_NAMES['acc_pruned_bn']}": at.groupby("method")["acc_pruned_bn"].agg(_over_seeds)
+        f"{percent(sparsity)}: {STAGE_NAMES['acc_pruned_bn']}": at.groupby("method")["acc_pruned_bn"].agg(seed_cell)
         for sparsity, at in masks.groupby("sparsity")
     }
     full = retrained(records)
     full = full[full["sparsity"] == retrained_sparsity]
-    columns[f"{percent(retrained_sparsity)}: retrained"] = full.groupby("method")["acc_retrained"].agg(_over_seeds)
+    columns[f"{percent(retrained_sparsity)}: retrained"] = full.groupby("method")["acc_retrained"].agg(seed_cell)
     table = pd.DataFrame(columns).reindex(list(SCORE_FORMS)).fillna("not run yet")
     table.index = pd.MultiIndex.from_tuples([SCORE_FORMS[method] for method in table.index], names=["loss", "saliency"])
     return table
@@ -148,7 +142,7 @@ def score_batches_table(records: pd.DataFrame, sparsity: float = 0.9) -> pd.Data
     runs = runs[runs["method"].isin([OURS, "ce_gradient"]) & (runs["sparsity"] == sparsity)]
     if runs.empty:
         return pd.DataFrame()
-    table = runs.groupby(["method", "score_batches"])["acc_pruned_bn"].agg(_over_seeds).unstack()
+    table = runs.groupby(["method", "score_batches"])["acc_pruned_bn"].agg(seed_cell).unstack()
     table.columns = [f"{count} batches" for count in table.columns]
     return _method_rows(table.fillna("—"))
 

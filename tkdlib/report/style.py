@@ -102,6 +102,13 @@ def mean_spread(mean: float, spread: float | None) -> str:
     return f"{mean:.1f}" if spread is None or math.isnan(spread) else f"{mean:.1f} ± {spread:.1f}"
 
 
+def seed_cell(values: pd.Series) -> str:
+    """Accuracies of one cell's seeds (fractions) as "mean ± std" in %, no ± with one seed, "—"
+    with none."""
+    values = values.dropna() * 100
+    return mean_spread(values.mean(), values.std() if len(values) > 1 else None) if len(values) else "—"
+
+
 def number_format(column: str, values: pd.Series) -> str | None:
     """How `readable` writes a numeric column, chosen by its name: FLOPs in scientific notation,
     ratios (``… vs ours``) with two decimals and "×", sparsity in percent, whole numbers

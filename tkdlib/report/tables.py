@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from tkdlib.report.records import MAIN_ROW, OURS, STAGES, VARIANT_SEPARATOR, read_record, at_comparison_sparsity, layers_at_comparison, main_comparison, records_at_comparison, variant_cells, variant_switches
-from tkdlib.report.style import and_list, label, mean_spread, method_order, percent
+from tkdlib.report.style import and_list, label, method_order, percent, seed_cell
 
 
 PAIRED_COLUMNS = ["accuracy", "reference", "change", "seeds"]  # a variant against its reference: `paired_accuracy`
@@ -42,7 +42,7 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
     method did not run with that rule. Rows: ours first, then the baselines in the order of
     `METHOD_LABELS`."""
     main = main_comparison(records)
-    cells = _seed_cells(main.groupby(["method", "sparsity"])["acc_retrained"])
+    cells = main.groupby(["method", "sparsity"])["acc_retrained"].agg(seed_cell)
     if failed is not None and not failed.empty:
         failed_main = failed[failed["variant"] == ""].groupby(["method", "sparsity"])["seed"]
         notes = failed_main.agg(lambda seeds: f"seed{'s' if len(seeds) > 1 else ''} {and_list([str(s) for s in sorted(seeds)])} failed")
@@ -51,10 +51,9 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
         cells = (cells + " (" + notes + ")").fillna(cells).fillna(notes)  # "67.1 (seed 1 failed)", or either alone
     table = cells.unstack("sparsity").fillna("not run yet")
     table.columns = pd.MultiIndex.from_tuples([(sparsity, "") for sparsity in table.columns], names=["sparsity", "rule"])
-    ruled = records[records["variant"].map(layer_rule).notna()]
+    ruled = records.assign(rule=records["variant"].map(layer_rule)).dropna(subset=["rule"])
     if not ruled.empty:
-        rule_cells = _seed_cells(ruled.assign(rule=ruled["variant"].map(layer_rule)).groupby(["method", "sparsity", "rule"])["acc_retrained"])
-        by_rule = rule_cells.unstack(["sparsity", "rule"])
+        by_rule = ruled.groupby(["method", "sparsity", "rule"])["acc_retrained"].agg(seed_cell).unstack(["sparsity", "rule"])
         table = table.join(by_rule, how="outer").fillna({column: "not run yet" for column in table.columns}).fillna("—")
         table = table[sorted(table.columns, key=lambda column: (column[0], column[1] != "", column[1]))]
     table = table.loc[sorted(table.index, key=method_order)]
@@ -63,7 +62,8 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
     return table
 
 
-LAYER_RULES = {"layer_floor=": "per-layer floor {percent}", "allow_layer_collapse=True": "collapse allowed"}  # switch prefix → column name
+FLOOR_RULE = "per-layer floor"  # how `layer_rule` names the runs with a per-layer floor
+LAYER_RULES = {"layer_floor=": FLOOR_RULE + " {percent}", "allow_layer_collapse=True": "collapse allowed"}  # switch prefix → column name
 
 
 def layer_rule(variant: str) -> str | None:
@@ -75,12 +75,6 @@ def layer_rule(variant: str) -> str | None:
             value = variant.removeprefix(prefix)
             return name.format(percent=f"{float(value) * 100:g} %" if prefix == "layer_floor=" else value)
     return None
-
-
-def _seed_cells(grouped: Any) -> pd.Series:
-    """"mean ± std" (%) per group of a grouped accuracy column (fractions); no ± with one seed."""
-    mean, std, count = grouped.mean() * 100, grouped.std() * 100, grouped.count()
-    return pd.Series([mean_spread(m, s if n > 1 else None) for m, s, n in zip(mean, std, count)], index=mean.index, dtype=object)
 
 
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:

@@ -41,6 +41,17 @@ def _decision_runs(records: pd.DataFrame) -> pd.DataFrame:
     return runs.drop_duplicates(["method", "sparsity", "seed"])
 
 
+def _change(runs: pd.DataFrame, sparsity: float, method: str, reference: str) -> tuple[float, float, float, float] | None:
+    """At `sparsity`, among `runs`: mean accuracy (%) of `method` and of `reference` over their
+    seeds, the change (points) and the seed spread (the larger std of the two, points); None
+    until both have finished there."""
+    at = runs[runs["sparsity"] == sparsity].groupby("method")["acc_retrained"]
+    mean, std = at.mean() * 100, at.std() * 100
+    if method not in mean or reference not in mean:
+        return None
+    return mean[method], mean[reference], mean[method] - mean[reference], max(std.get(method, math.nan), std.get(reference, math.nan))
+
+
 def variant_decision_table(records: pd.DataFrame) -> pd.DataFrame:
     """Each teacher-guided variant of `TEACHER_VARIANTS` against ours, retrained, at each sparsity
     of `DECISION_SPARSITIES`: mean accuracy (%) of each over its seeds, the change (points), the
@@ -50,13 +61,10 @@ def variant_decision_table(records: pd.DataFrame) -> pd.DataFrame:
     runs = _decision_runs(records)
     rows = []
     for sparsity in DECISION_SPARSITIES:
-        at = runs[runs["sparsity"] == sparsity].groupby("method")["acc_retrained"]
-        mean, std = at.mean() * 100, at.std() * 100
         for variant in TEACHER_VARIANTS:
-            if OURS in mean and variant in mean:
-                spread = max(std.get(OURS, math.nan), std.get(variant, math.nan))
-                change = mean[variant] - mean[OURS]
-                rows.append({"sparsity": sparsity, "variant": label(variant), "ours (%)": mean[OURS], "variant (%)": mean[variant],
+            if (found := _change(runs, sparsity, variant, OURS)) is not None:
+                accuracy, ours, change, spread = found
+                rows.append({"sparsity": sparsity, "variant": label(variant), "ours (%)": ours, "variant (%)": accuracy,
                              "change (points)": change, "seed spread (points)": spread, "beyond the spread": bool(change > spread)})
     return pd.DataFrame(rows).set_index(["sparsity", "variant"]) if rows else pd.DataFrame()
 
@@ -64,7 +72,11 @@ def variant_decision_table(records: pd.DataFrame) -> pd.DataFrame:
 def earned_variants(records: pd.DataFrame) -> list[str]:
     """The variants (book names) that beat ours by more than the seed spread at every sparsity of
     `DECISION_SPARSITIES`, once all of them have finished: the issue's rule for a named method."""
-    table = variant_decision_table(records)
+    return _earned(variant_decision_table(records))
+
+
+def _earned(table: pd.DataFrame) -> list[str]:
+    """`earned_variants` from a `variant_decision_table` already computed."""
     if table.empty:
         return []
     beyond = table["beyond the spread"].unstack("sparsity").reindex(columns=list(DECISION_SPARSITIES))
@@ -83,7 +95,7 @@ def variant_decision_sentences(records: pd.DataFrame) -> list[str]:
         key = rows["change (points)"].idxmax()
         changes.append(f"at {percent(sparsity)}, {key[1]} {rows.loc[key, 'change (points)']:+.1f} points (seed spread {rows.loc[key, 'seed spread (points)']:.1f})")
     finished = set(table.index.get_level_values("sparsity")) >= set(DECISION_SPARSITIES)
-    earned = earned_variants(records)
+    earned = _earned(table)
     if earned:
         verdict = f"{sentence_case(and_list(earned))} beats ours by more than the seed spread at {and_list([percent(s) for s in DECISION_SPARSITIES])}: it earns a place as a named method."
     elif finished:
@@ -104,10 +116,8 @@ def _without_teacher_sentences(records: pd.DataFrame, earned: list[str]) -> list
             continue
         changes, within = [], []
         for sparsity in DECISION_SPARSITIES:
-            at = runs[runs["sparsity"] == sparsity].groupby("method")["acc_retrained"]
-            mean, std = at.mean() * 100, at.std() * 100
-            if variant in mean and reference in mean:
-                spread, change = max(std.get(variant, math.nan), std.get(reference, math.nan)), mean[variant] - mean[reference]
+            if (found := _change(runs, sparsity, variant, reference)) is not None:
+                _, _, change, spread = found
                 changes.append(f"{change:+.1f} points at {percent(sparsity)} (seed spread {spread:.1f})")
                 within.append(abs(change) <= spread)
         if changes:
