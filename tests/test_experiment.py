@@ -14,7 +14,8 @@ from tkdlib.config import METHODS, PRUNED_FIELDS
 from tkdlib.scoring import EXTENSIONS
 from tkdlib.io import sha256_of
 from tkdlib.models import build_model
-from tkdlib.sparse_checkpoint import load_sparse
+from tkdlib.masks import Mask
+from tkdlib.sparse_checkpoint import load_sparse, load_sparse_mask
 from tkdlib.experiment import Config, run
 from tkdlib.profile import available_profiles, load_profile
 
@@ -73,6 +74,12 @@ def test_finished_run_is_not_recomputed_and_checkpoints_are_shared(finished, mon
     assert other["accuracy"]["dense"] == record["accuracy"]["dense"]
     assert other["accuracy"]["teacher"] == record["accuracy"]["teacher"]
     assert other["accuracy"]["pruned"] == other["accuracy"]["retrained"]
+    # A mask-only cell stores its mask alone, the mask it was evaluated with.
+    stored = out_dir / other["checkpoints"]["retrained"]
+    saved = Mask.load(out_dir / magnitude.key() / "mask.pt")
+    assert all(torch.equal(keep, saved[name]) for name, keep in load_sparse_mask(stored).items())
+    with pytest.raises(ValueError, match="only a mask"):
+        load_sparse(stored)
     checkpoints = out_dir / "checkpoints"
     assert len(list(checkpoints.glob("teacher-*.pt"))) == 1
     assert len([path for path in checkpoints.glob("student-*.pt") if "-epoch" not in path.name]) == 1

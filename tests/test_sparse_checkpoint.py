@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tkdlib.masks import global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.scoring import magnitude
-from tkdlib.sparse_checkpoint import load_sparse, load_sparse_mask, save_sparse
+from tkdlib.sparse_checkpoint import load_sparse, load_sparse_mask, save_sparse, save_sparse_mask
 
 
 def _bits(tensor: torch.Tensor) -> torch.Tensor:
@@ -132,3 +132,18 @@ def test_bitmasks_cost_one_bit_per_weight_and_values_one_per_kept_weight(tmp_pat
     packed = torch.load(tmp_path / "sparse.pt", weights_only=True)["packed"]
     assert packed["bits"].numel() == math.ceil(weight.numel() / 8) + 1
     assert packed["values"]["float32"].numel() == 1000 and packed["values"]["float64"].numel() == 3
+
+
+def test_a_mask_alone_round_trips_in_one_bit_per_weight_and_is_not_read_as_weights(tmp_path: Path):
+    generator = torch.Generator().manual_seed(0)
+    mask = {"conv": torch.rand(16, 3, 3, 3, generator=generator) > 0.9, "fc": torch.rand(10, 7, generator=generator) > 0.5}
+    save_sparse_mask(mask, tmp_path / "mask.pt")
+    loaded = load_sparse_mask(tmp_path / "mask.pt")
+    assert list(loaded) == list(mask) and all(torch.equal(loaded[name], keep) for name, keep in mask.items())
+    packed = torch.load(tmp_path / "mask.pt", weights_only=True)["packed"]
+    assert packed["bits"].numel() == math.ceil(16 * 27 / 8) + math.ceil(70 / 8) and packed["values"] == {}
+    with pytest.raises(ValueError, match="holds only a mask"):
+        load_sparse(tmp_path / "mask.pt")
+    with pytest.raises(TypeError, match="torch.bool"):
+        save_sparse_mask({"conv": torch.ones(3)}, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

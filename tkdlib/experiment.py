@@ -43,7 +43,7 @@ from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
 from tkdlib.checkpoints import CHECKPOINTS, CheckpointHashError, checkpoint_path, record_sha256, sparse_model_path, verified_sha256
 from tkdlib.machine import cpu_identity
 from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
-from tkdlib.sparse_checkpoint import save_sparse
+from tkdlib.sparse_checkpoint import save_sparse, save_sparse_mask
 from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
 __all__ = ["Config", "RECORD_NAME", "finished_records", "load_record", "read_record", "run", "run_dir"]
@@ -293,7 +293,8 @@ def run(
     its bytes match its sha256 (`tkdlib.checkpoints.CheckpointHashError` otherwise, before any
     training); a missing one is trained again, a new lineage. The record names the digests of
     the checkpoints it used and of its retrained student, saved sparse under
-    ``<out_dir>/checkpoints/sparse/`` (`tkdlib.checkpoints.sparse_model_path`).
+    ``<out_dir>/checkpoints/sparse/`` (`tkdlib.checkpoints.sparse_model_path`); a run with
+    ``retrain_epochs = 0`` saves its mask there alone (`tkdlib.sparse_checkpoint.save_sparse_mask`).
     """
     runtime = (runtime or Runtime()).resolved()
     directory = run_dir(config, out_dir)
@@ -394,7 +395,10 @@ def _execute(config: Config, data: _Data, directory: Path, out_dir: Path, runtim
     if rank() == 0:
         outcome.mask.save(directory / "mask.pt")
         save_torch(directory / "model.pt", outcome.model.state_dict())
-        save_sparse(outcome.model, outcome.mask, sparse_path)
+        if config.retrain_epochs == 0:  # a mask-only cell: its result is the mask, and its weights are the guided student's
+            save_sparse_mask(outcome.mask, sparse_path)
+        else:
+            save_sparse(outcome.model, outcome.mask, sparse_path)
         checkpoints.digests["retrained"] = record_sha256(sparse_path)
     parameters = prunable_parameters(outcome.model, config.prune_first_layer, config.prune_classifier)
     return {
