@@ -152,6 +152,23 @@ def test_one_teacher_seed_shares_one_teacher_across_seeds(finished, monkeypatch)
         Config(teacher_seed=-1)
 
 
+def test_bf16_storage_halves_the_checkpoints_and_every_run_uses_the_stored_weights(tmp_path: Path):
+    config = Config(**{**TINY, "storage_precision": "bf16"})
+    first = run(config, tmp_path)
+    teacher = torch.load(checkpoint_path(tmp_path / "checkpoints", config, "teacher"), weights_only=True)["state_dict"]
+    assert {tensor.dtype for tensor in teacher.values() if tensor.is_floating_point()} == {torch.bfloat16}
+    retrained = torch.load(tmp_path / first["checkpoints"]["retrained"], weights_only=True)["packed"]["values"]
+    assert set(retrained) == {"bfloat16"}
+    # The run that trained the teacher and the dense student used them rounded, as a later run loads them.
+    later = run(Config(**{**TINY, "storage_precision": "bf16", "method": "magnitude", "retrain_epochs": 0}), tmp_path)
+    assert later["accuracy"]["teacher"] == first["accuracy"]["teacher"] and later["accuracy"]["dense"] == first["accuracy"]["dense"]
+    # The retrained student was evaluated as it is stored.
+    stored = load_sparse(tmp_path / first["checkpoints"]["retrained"])
+    evaluated = torch.load(tmp_path / config.key() / "model.pt", weights_only=True)
+    assert all(torch.equal(stored[name].float() if stored[name].is_floating_point() else stored[name], evaluated[name]) for name in stored)
+    assert checkpoint_path(tmp_path, config, "teacher") != checkpoint_path(tmp_path, Config(**TINY), "teacher")
+
+
 def test_fields_added_later_change_no_existing_hash():
     records = [json.loads(path.read_text()) for path in sorted((Path(__file__).parents[1] / "runs").glob("*/*/record.json"))]
     assert len(records) > 100
@@ -178,6 +195,7 @@ def test_fields_added_later_change_no_existing_hash():
         ("teacher_epochs", 1.5, "teacher_epochs"),
         ("lr", "1e-3", "lr"),
         ("layer_floor", 1.0, "layer_floor"),
+        ("storage_precision", "fp16", "storage_precision"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):

@@ -12,19 +12,29 @@ Before a checkpoint is used its bytes are checked against its sidecar (`verified
 mismatch is an error, never a silent retraining. A checkpoint that is missing is trained again;
 it gets a new digest, and the runs made from it form a new *lineage*, which the report keeps
 apart from the old one (`tkdlib.report.per_seed`).
+
+A config's ``storage_precision`` says how their floats are stored: ``fp32``, or ``bf16`` (half
+the bytes, for networks whose checkpoints would not fit the repository's limits otherwise). A
+model stored in bf16 is rounded to the stored values in memory as well (`round_to_storage`)
+before it is used, so the run that trained it computes with the very weights every later run
+loads.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+
+import torch
+from torch import nn
 
 from tkdlib.config import SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
 from tkdlib.io import atomic_write, sha256_of
 
 __all__ = [
     "CHECKPOINTS", "CheckpointHashError", "checkpoint_path", "digest_path", "missing_checkpoints", "record_sha256",
-    "sparse_model_path", "verified_sha256",
+    "round_to_storage", "sparse_model_path", "stored_state", "verified_sha256",
 ]
 
 CHECKPOINTS = "checkpoints"  # the folder of an out_dir that holds its checkpoints
@@ -32,6 +42,7 @@ SPARSE = "sparse"  # its subfolder of retrained pruned students, one per run, sa
 PHASES = {"teacher": TEACHER_FIELDS, "dense": STUDENT_FIELDS}  # shared-checkpoint phase → config fields that key it
 FILE_PREFIX = {"teacher": "teacher", "dense": "student"}
 DIGEST_SUFFIX = ".sha256"
+STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # storage_precision → dtype of stored floats
 
 
 class CheckpointHashError(ValueError):
@@ -96,3 +107,23 @@ def verified_sha256(path: Path) -> str:
             f"Restore it (git checkout -- {path}), or delete both files to train it again as a new lineage."
         )
     return actual
+
+
+def stored_state(state: Mapping[str, torch.Tensor], precision: str) -> Mapping[str, torch.Tensor]:
+    """`state` as it is stored at `precision` (a `Config.storage_precision`): at ``fp32``, `state`
+    itself (a float32 model's state_dict; its file stays byte-identical to earlier versions');
+    otherwise a dict with every floating-point tensor cast (detached) and every other tensor
+    (BatchNorm's counters) as it is."""
+    dtype = STORAGE_DTYPES[precision]
+    if dtype == torch.float32:
+        return state
+    return {name: tensor.detach().to(dtype) if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+
+
+def round_to_storage(model: nn.Module, precision: str) -> Mapping[str, torch.Tensor]:
+    """Round `model`'s floats to `precision` in place (its parameters keep their dtype) and return
+    the state to store (`stored_state`): loading it gives back exactly this model."""
+    state = stored_state(model.state_dict(), precision)
+    if STORAGE_DTYPES[precision] != torch.float32:
+        model.load_state_dict(state)
+    return state

@@ -26,6 +26,7 @@ PIPELINE_METHODS = ("imp", "colt", "epsd")
 METHODS = (*SCORING_METHODS, *PIPELINE_METHODS)
 ITERATIVE_DEFAULT_ROUNDS = 5  # imp and colt, unless prune_rounds is given
 SELF_TEACHER = "self"  # teacher_arch value: a frozen copy of the dense student
+STORAGE_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Config:
     teacher_seed: int | None = None  # the teacher's seed (None: `seed`); one value shares one teacher across seeds
     score_temperature: float | None = None  # T of the guiding and scoring loss (None: `temperature`)
     retrain_normalize_logits: bool | None = None  # z-scored logits in KD retraining (None: `normalize_logits`)
+    storage_precision: str = "fp32"  # committed checkpoints' floats: "fp32", or "bf16" (half the bytes; tkdlib.checkpoints.stored_state)
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, datasets.DATASET_NAMES)
@@ -83,6 +85,7 @@ class Config:
             raise ValueError(f"score_temperature must be a positive number or unset, got {self.score_temperature!r}")
         if self.retrain_normalize_logits is not None and not isinstance(self.retrain_normalize_logits, bool):
             raise ValueError(f"retrain_normalize_logits must be true, false or unset, got {self.retrain_normalize_logits!r}")
+        _check_choice("storage_precision", self.storage_precision, STORAGE_PRECISIONS)
         if self.prune_rounds is not None:
             _check_int("prune_rounds", self.prune_rounds, minimum=1)
         if self.method == "epsd" and self.rounds != 1:
@@ -151,10 +154,12 @@ class Config:
 
 # Fields added after run records existed, with their defaults: left out of `Config.to_dict` (and so
 # of every hash and record) at these values.
-LATER_FIELDS: dict[str, Any] = {"layer_floor": 0.0, "teacher_seed": None, "score_temperature": None, "retrain_normalize_logits": None}
+LATER_FIELDS: dict[str, Any] = {
+    "layer_floor": 0.0, "teacher_seed": None, "score_temperature": None, "retrain_normalize_logits": None, "storage_precision": "fp32",
+}
 
 # The config fields each shared checkpoint depends on.
-_DATA_FIELDS = ("dataset", "seed", "batch_size", "train_subset", "weight_decay", "lr")
+_DATA_FIELDS = ("dataset", "seed", "batch_size", "train_subset", "weight_decay", "lr", "storage_precision")
 TEACHER_FIELDS = _DATA_FIELDS + ("teacher_arch", "teacher_epochs")
 STUDENT_FIELDS = _DATA_FIELDS + ("arch", "student_epochs")
 # The guided, scored and masked student of a one-shot method depends on everything but retraining.

@@ -40,7 +40,9 @@ from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
-from tkdlib.checkpoints import CHECKPOINTS, CheckpointHashError, checkpoint_path, record_sha256, sparse_model_path, verified_sha256
+from tkdlib.checkpoints import (
+    CHECKPOINTS, CheckpointHashError, checkpoint_path, record_sha256, round_to_storage, sparse_model_path, stored_state, verified_sha256,
+)
 from tkdlib.machine import cpu_identity
 from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_size
 from tkdlib.sparse_checkpoint import save_sparse, save_sparse_mask
@@ -201,7 +203,8 @@ class _Checkpoints:
             return model, PhaseCost(**saved["cost"]), saved["history"]
         partial = path.with_name(f"{path.stem}.partial.pt")
         model, cost, history = self._train(arch, seed, phase, epochs, snapshots, partial, data_seed)
-        save_shared(path, {"state_dict": model.state_dict(), "cost": dataclasses.asdict(cost), "history": history})
+        state = round_to_storage(model, self.config.storage_precision)
+        save_shared(path, {"state_dict": state, "cost": dataclasses.asdict(cost), "history": history})
         if rank() == 0:
             self.digests[phase] = record_sha256(path)
             partial.unlink(missing_ok=True)
@@ -219,7 +222,7 @@ class _Checkpoints:
 
         def save_snapshot(epoch: int, trained: nn.Module) -> None:
             path = self.snapshot_path(epoch)
-            save_shared(path, trained.state_dict())
+            save_shared(path, stored_state(trained.state_dict(), self.config.storage_precision))
             if rank() == 0:
                 record_sha256(path)
 
@@ -390,6 +393,7 @@ def _execute(config: Config, data: _Data, directory: Path, out_dir: Path, runtim
     outcome = pipeline_for(config.method)(bench)
     meter.remove()
     accuracy.update(outcome.accuracy)
+    retrained_state = round_to_storage(outcome.model, config.storage_precision)  # evaluated as stored
     accuracy["retrained"] = evaluate(outcome.model, test_batches)
     sparse_path = sparse_model_path(out_dir, config)
     if rank() == 0:
@@ -398,7 +402,7 @@ def _execute(config: Config, data: _Data, directory: Path, out_dir: Path, runtim
         if config.retrain_epochs == 0:  # a mask-only cell: its result is the mask, and its weights are the guided student's
             save_sparse_mask(outcome.mask, sparse_path)
         else:
-            save_sparse(outcome.model, outcome.mask, sparse_path)
+            save_sparse(retrained_state, outcome.mask, sparse_path)
         checkpoints.digests["retrained"] = record_sha256(sparse_path)
     parameters = prunable_parameters(outcome.model, config.prune_first_layer, config.prune_classifier)
     return {
