@@ -16,7 +16,7 @@ PUBLISHED = {
     "resnet110": 1.7e6,
     "resnet18": 11.17e6,
 }
-TINYIMAGENET_ARCHS = ("resnet18", "resnet18-strided", "resnet18-strided-w32")
+TINYIMAGENET_ARCHS = ("resnet18", "resnet18-strided", "resnet18-strided-w32", "resnet18-strided-w16")
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -54,7 +54,7 @@ def test_vgg_has_the_conv_stack_of_its_depth_and_one_classifier():
         assert [m.in_features for m in modules if isinstance(m, nn.Linear)] == [512]
 
 
-@pytest.mark.parametrize(("arch", "stage1_side", "stage1_channels"), [("resnet18", 64, 64), ("resnet18-strided", 16, 64), ("resnet18-strided-w32", 16, 32)])
+@pytest.mark.parametrize(("arch", "stage1_side", "stage1_channels"), [("resnet18", 64, 64), ("resnet18-strided", 16, 64), ("resnet18-strided-w32", 16, 32), ("resnet18-strided-w16", 16, 16)])
 def test_resnet18_stems_set_the_resolution_of_the_first_stage(arch, stage1_side, stage1_channels):
     model = build_model(arch, 200)
     seen = []

@@ -5,9 +5,10 @@
   basic blocks with 16, 32 and 64 channels, depth 6n + 2, parameter-free "option A" shortcuts
   (strided identity, zero-padded channels) where the shape changes. For 32×32 inputs.
 - ``vgg16-bn``, ``vgg19-bn``: VGG with BatchNorm, CIFAR variant (one linear classifier). For 32×32.
-- ``resnet18``, ``resnet18-strided``, ``resnet18-strided-w32``: ResNet-18 for 64×64 TinyImageNet,
-  with a stride-1 stem (the paper-style model), a stride-2 stem + max-pool (trainable on a CPU),
-  and the latter at half width (base 32 channels: a CPU-sized student).
+- ``resnet18``, ``resnet18-strided``, ``resnet18-strided-w32``, ``resnet18-strided-w16``: ResNet-18
+  for 64×64 TinyImageNet, with a stride-1 stem (the paper-style model), a stride-2 stem + max-pool
+  (trainable on a CPU), and the latter at half and quarter width (base 32 / 16 channels: CPU-sized
+  teachers and students whose checkpoints fit the repository's limits).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class ResNet18(nn.Module):
     CIFAR-style stem common in distillation and pruning papers). stem ``"strided"``: a 3×3 stride-2
     convolution and a 3×3 stride-2 max-pool, so stage 1 runs at 16×16: 16× fewer multiply-adds,
     trainable on a 2-core CPU. width: channels of stage 1 (doubled at each stage); 64 is standard.
-    Parameters for 200 classes: width 64, 11,271,432 (either stem); width 32, 2,846,440.
+    Parameters for 200 classes: width 64, 11,271,432 (either stem); width 32, 2,846,440; width 16, 725,976.
     """
 
     def __init__(self, num_classes: int = 200, stem: str = "full", width: int = 64) -> None:
@@ -171,7 +172,8 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "vgg19-bn": functools.partial(VGG, 19),
     "resnet18": functools.partial(ResNet18, stem="full"),
     "resnet18-strided": functools.partial(ResNet18, stem="strided"),
-    "resnet18-strided-w32": functools.partial(ResNet18, stem="strided", width=32),  # CPU-sized TinyImageNet student
+    "resnet18-strided-w32": functools.partial(ResNet18, stem="strided", width=32),  # CPU-sized TinyImageNet networks
+    "resnet18-strided-w16": functools.partial(ResNet18, stem="strided", width=16),
 }
 
 
