@@ -241,6 +241,26 @@ def test_bad_profiles_are_rejected(tmp_path):
         load_profile(bad)
 
 
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ("", "needs a \\[compare\\] table"),
+        ('[compare]\nprofile = "cpu"\n', "exactly profile and labels"),
+        ('[compare]\nprofile = "nowhere"\nlabels = ["a", "b"]\n', "another bundled profile"),
+        ('[compare]\nprofile = "cpu"\nlabels = ["same", "same"]\n', "two different names"),
+    ],
+)
+def test_a_regimes_page_needs_a_valid_comparison(tmp_path, table, message):
+    profile = tmp_path / "mine.toml"
+    profile.write_text(f'pages = ["results", "regimes"]\n{table}[config]\nsparsity = 0.5\n')
+    with pytest.raises(ValueError, match=message):
+        load_profile(profile)
+    profile.write_text('[compare]\nprofile = "cpu"\nlabels = ["a", "b"]\n[config]\nsparsity = 0.5\n')
+    with pytest.raises(ValueError, match="only by the regimes page"):
+        load_profile(profile)
+    assert load_profile("cpu").comparison.labels == ("short", "converged")
+
+
 def test_a_profile_chooses_the_book_pages_it_renders():
     assert load_profile("cpu").pages == ("results", "ablations", "efficiency", "masks", "regimes", "runs")
     assert load_profile("cpu-bf16").pages == ("saliency", "runs")  # the saliency study

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from pathlib import Path
 
-from tkdlib.report.regimes import method_ranking, regime_table, regime_text, shared_methods
+import pandas as pd
+import pytest
+
+from tkdlib.profile import load_profile
+from tkdlib.report.regimes import compared_records, comparison_intro, method_ranking, regime_table, regime_text, shared_methods
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _runs(rows: list[tuple[str, float, int, float]]) -> pd.DataFrame:
@@ -59,3 +65,14 @@ def test_text_says_when_nothing_can_be_compared_and_when_the_order_holds():
     same = regime_text({"short": SHORT, "again": SHORT})
     assert "The order is the same in short and again." in same
     assert regime_table({"short": SHORT, "converged": CONVERGED[CONVERGED["method"] == "epsd"]}).empty
+
+
+def test_a_profile_is_set_beside_the_one_its_compare_table_names():
+    cpu = load_profile("cpu")
+    regimes = compared_records(cpu, REPO / cpu.out_dir)  # the committed records
+    assert list(regimes) == ["short", "converged"] and all(len(records) for records in regimes.values())
+    intro = comparison_intro(cpu, regimes)
+    assert "*short*: profile `cpu`" in intro and "*converged*: profile `cifar10-converged`" in intro
+    assert intro.endswith(f"Finished runs: {len(regimes['short'])} and {len(regimes['converged'])}.")
+    with pytest.raises(ValueError, match="no \\[compare\\] table"):
+        compared_records(load_profile("sample"), REPO / "runs/sample")

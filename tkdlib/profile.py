@@ -7,7 +7,10 @@ says ``fp32`` to keep new cells comparable), optionally ``pages`` (the summary n
 renders for it, `SUMMARY_PAGES` when absent), a ``[config]`` table of `Config` fields shared by every cell, and one or
 more ``[[grid]]`` tables of `Config` fields, each a list of values. Each grid is the product of
 its lists; the profile's cells are the union of its grids (duplicates once), so a main
-comparison and one-switch ablations live side by side.
+comparison and one-switch ablations live side by side. A profile whose pages include
+``regimes`` names, in a ``[compare]`` table, the profile it is set beside there and a label for
+each of the two (`Comparison`): e.g. the short schedule against the converged one, or one
+dataset against another.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tkdlib.experiment import Config
 from tkdlib.runtime import PRECISIONS, Runtime
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-_TOP_LEVEL_KEYS = {"description", "out_dir", "precision", "pages", "config", "grid"}
+_TOP_LEVEL_KEYS = {"description", "out_dir", "precision", "pages", "config", "grid", "compare"}
 # The book's summary notebooks (notebooks/<name>.ipynb): what a profile renders by default, and
 # the pages a profile may choose from.
 SUMMARY_PAGES = ("results", "ablations", "efficiency", "masks", "runs")
@@ -38,6 +41,15 @@ def available_profiles() -> list[str]:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """The profile another is set beside on its ``regimes`` page, and the two labels the page
+    uses: first the comparing profile's, then the compared one's (e.g. "short", "converged")."""
+
+    profile: str
+    labels: tuple[str, str]
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -47,6 +59,7 @@ class Profile:
     path: Path
     precision: str = "auto"
     pages: tuple[str, ...] = SUMMARY_PAGES
+    comparison: Comparison | None = None
 
     def runtime(self, device: str = "auto", precision: str | None = None, compile: bool = False) -> Runtime:
         """How the profile's cells execute: its `precision` unless `precision` is given (resolved)."""
@@ -99,6 +112,29 @@ def load_profile(name: str | Path) -> Profile:
     known = SUMMARY_PAGES + STUDY_PAGES
     if not isinstance(pages, list) or not pages or any(page not in known for page in pages):
         raise ValueError(f"{path}: pages must be a non-empty list of {', '.join(known)}; got {pages!r}")
-    profile = Profile(path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grids, path, precision, tuple(pages))
+    comparison = _comparison(path, raw.get("compare"), "regimes" in pages)
+    profile = Profile(
+        path.stem, raw.get("description", ""), raw.get("out_dir", f"runs/{path.stem}"), raw.get("config", {}), grids, path, precision,
+        tuple(pages), comparison,
+    )
     profile.configs()  # validates every cell before any work starts
     return profile
+
+
+def _comparison(path: Path, raw: Any, wanted: bool) -> Comparison | None:
+    """The validated ``[compare]`` table of the profile at `path`: required when its pages include
+    ``regimes`` (`wanted`), refused otherwise."""
+    if raw is None:
+        if wanted:
+            raise ValueError(f"{path}: the regimes page needs a [compare] table: profile = \"<name>\", labels = [\"<this>\", \"<that>\"]")
+        return None
+    if not wanted:
+        raise ValueError(f"{path}: [compare] is used only by the regimes page; add \"regimes\" to pages or remove it")
+    if not isinstance(raw, dict) or set(raw) != {"profile", "labels"}:
+        raise ValueError(f"{path}: [compare] must hold exactly profile and labels, got {raw!r}")
+    if raw["profile"] not in available_profiles() or raw["profile"] == path.stem:
+        raise ValueError(f"{path}: compare.profile must name another bundled profile ({', '.join(available_profiles())}), got {raw['profile']!r}")
+    labels = raw["labels"]
+    if not isinstance(labels, list) or len(labels) != 2 or not all(isinstance(x, str) and x for x in labels) or labels[0] == labels[1]:
+        raise ValueError(f"{path}: compare.labels must be two different names (this profile's, then the compared one's), got {labels!r}")
+    return Comparison(raw["profile"], (labels[0], labels[1]))

@@ -1,18 +1,43 @@
-"""Two training regimes of one dataset side by side (e.g. the short `cpu` schedule and the
-converged one): how each method's accuracy after retraining, and its rank among the methods,
-change between them. Only the methods that finished in every regime at a sparsity are ranked, so
-the ranks compare like with like."""
+"""Two regimes side by side (the short `cpu` schedule and the converged one, or one dataset and
+another: a profile's ``[compare]`` table, `tkdlib.profile.Comparison`): how each method's
+accuracy after retraining, and its rank among the methods, change between them. Only the methods
+that finished in every regime at a sparsity are ranked, so the ranks compare like with like."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import pandas as pd
 
-from tkdlib.report.records import OURS, main_comparison
+from tkdlib.profile import Profile, load_profile
+from tkdlib.report.records import OURS, load_records, main_comparison
 from tkdlib.report.style import and_list, label, mean_spread, method_order, percent
 
 HIGH_SPARSITIES = (0.9, 0.95, 0.98)  # where the paper's claims and the methods' differences are
+
+
+def compared_records(profile: Profile, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """The records of `profile` (its runs under `out_dir`) and of the profile it is compared with,
+    keyed by their labels, this profile's first. Raises ValueError when `profile` has no
+    ``[compare]`` table."""
+    if profile.comparison is None:
+        raise ValueError(f"profile {profile.name!r} has no [compare] table: it names no profile to set beside it")
+    other = load_profile(profile.comparison.profile)
+    mine, theirs = profile.comparison.labels
+    return {mine: load_records(out_dir, profile), theirs: load_records(other.out_dir, other)}
+
+
+def comparison_intro(profile: Profile, regimes: Mapping[str, pd.DataFrame]) -> str:
+    """One Markdown paragraph naming the two regimes of `compared_records(profile, ...)`: label,
+    profile, description and number of finished runs of each."""
+    if profile.comparison is None:
+        raise ValueError(f"profile {profile.name!r} has no [compare] table: it names no profile to set beside it")
+    names = (profile.name, profile.comparison.profile)
+    descriptions = (profile.description, load_profile(profile.comparison.profile).description)
+    parts = [f"*{name}*: profile `{source}`, {description}." for name, source, description in zip(regimes, names, descriptions)]
+    counts = " and ".join(str(len(records)) for records in regimes.values())
+    return " ".join(parts) + f" Finished runs: {counts}."
 
 
 def method_ranking(records: pd.DataFrame, sparsity: float, methods: list[str] | None = None) -> pd.DataFrame:
