@@ -37,7 +37,7 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
     """Retrained accuracy (%) of the main comparison: mean ± std over seeds (std only with 2+ seeds);
     a cell whose run has not finished says "not run yet". `failed` (`failed_runs` with the
     profile) marks the cells where a main-comparison run failed, e.g. "67.1 (seed 1 failed)".
-    Runs that differ from the main comparison only by a layer rule (`LAYER_RULES`: a per-layer
+    Runs that differ from the main comparison only by a layer rule (`layer_rule`: a per-layer
     floor, or collapse allowed) get a column of their own beside their sparsity's, "—" where a
     method did not run with that rule. Rows: ours first, then the baselines in the order of
     `METHOD_LABELS`."""
@@ -63,18 +63,20 @@ def results_table(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> 
 
 
 FLOOR_RULE = "per-layer floor"  # how `layer_rule` names the runs with a per-layer floor
-LAYER_RULES = {"layer_floor=": FLOOR_RULE + " {percent}", "allow_layer_collapse=True": "collapse allowed"}  # switch prefix → column name
+FLOOR_SWITCH = "layer_floor="
+COLLAPSE_SWITCH = "allow_layer_collapse=True"
 
 
 def layer_rule(variant: str) -> str | None:
-    """The column name of a variant that changes only the layer rule (``layer_floor=0.005``, the
-    fraction of each layer's weights kept at least → "per-layer floor 0.5 %"), or None for any
-    other variant and for the main comparison."""
-    for prefix, name in LAYER_RULES.items():
-        if variant.startswith(prefix) and VARIANT_SEPARATOR not in variant:
-            value = variant.removeprefix(prefix)
-            return name.format(percent=f"{float(value) * 100:g} %" if prefix == "layer_floor=" else value)
-    return None
+    """The column name of a variant that changes only the layer rule: ``layer_floor=0.005`` (the
+    fraction of each layer's weights kept at least) → "per-layer floor 0.5 %",
+    ``allow_layer_collapse=True`` → "collapse allowed"; None for any other variant and for the
+    main comparison."""
+    if VARIANT_SEPARATOR in variant:
+        return None
+    if variant.startswith(FLOOR_SWITCH):
+        return f"{FLOOR_RULE} {float(variant.removeprefix(FLOOR_SWITCH)) * 100:g} %"
+    return "collapse allowed" if variant == COLLAPSE_SWITCH else None
 
 
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:

@@ -206,10 +206,10 @@ def headline_text(records: pd.DataFrame, profile: Profile) -> str:
         f"Ours ranks {numbers['ours_rank']:.0f} of {numbers['methods_compared']:.0f}, {abs(gap):.1f} points {'behind' if gap < 0 else 'ahead'}.",
     ]
     sentences += [_seeds_sentence(numbers, best_other), _cheaper_and_better_sentence(numbers)]
-    missing = [label(m) for m in planned if f"accuracy_{m}" not in numbers]
+    missing = [m for m in planned if f"accuracy_{m}" not in numbers]
     if missing:
-        sentences.append(f"Not yet run at {at}: {and_list(missing)}.")
-    if label("imp") not in missing:  # that list already says IMP has not run
+        sentences.append(f"Not yet run at {at}: {and_list([label(m) for m in missing])}.")
+    if "imp" not in missing:  # that list already says IMP has not run
         sentences.append(_iterative_cost_sentence(numbers, "imp" in planned))
     return " ".join(sentence for sentence in sentences if sentence)
 
