@@ -56,6 +56,9 @@ TINY_RUN = dict(
 TINY_PROFILE = """
 description = "tiny test profile"
 pages = ["results", "ablations", "efficiency", "masks", "runs", "saliency", "regimes"]
+[compare]
+profile = "cifar10-converged"
+labels = ["tiny", "converged"]
 [config]
 dataset = "cifar10-sample"
 arch = "resnet20"

@@ -13,16 +13,18 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 import tkdlib
-from tkdlib import api
+from tkdlib import api, experiment
 from tkdlib.__main__ import main
 from tkdlib.config import Config
 from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.masks import Mask, global_mask, prunable_parameters
+from tkdlib.experiment import run
 from tkdlib.models import build_model
+from tkdlib.profile import load_profile
 from tkdlib.scoring import METHODS, ScoringInputs, magnitude, score
 from tkdlib.train import Distill
 
-from conftest import TinyNet
+from conftest import TINY_PROFILE, TinyNet
 
 LAYERS = ["conv.weight", "depthwise.weight", "grouped.weight", "conv1d.weight", "fc.weight"]
 
@@ -285,3 +287,26 @@ def test_cli_help_has_an_example(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"python -m tkdlib {command} " in capsys.readouterr().out
+
+
+def test_cli_checkpoints_trains_the_shared_networks_once_and_runs_then_reuse_them(tmp_path, capsys, monkeypatch):
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(TINY_PROFILE)
+    out_dir = tmp_path / "runs"
+    assert main(["checkpoints", "--profile", str(profile), "--out-dir", str(out_dir), "--seed", "5"]) == 2
+    assert "no cell of tiny has seed 5" in capsys.readouterr().err
+    assert main(["checkpoints", "--profile", str(profile), "--out-dir", str(out_dir), "--phase", "teacher"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 and printed[0].startswith("teacher ") and "sha256" in printed[0]
+    assert not list((out_dir / "checkpoints").glob("student-*"))
+    assert main(["checkpoints", "--profile", str(profile), "--out-dir", str(out_dir)]) == 0  # the teacher is verified, the student trained
+    assert len(list((out_dir / "checkpoints").glob("teacher-*.pt"))) == 1 and list((out_dir / "checkpoints").glob("student-*.pt"))
+
+    def no_shared_training(model, batches, schedule, *args, phase="train", **kwargs):
+        assert phase not in ("teacher", "dense"), f"the {phase} checkpoint was trained again"
+        return original_fit(model, batches, schedule, *args, phase=phase, **kwargs)
+
+    original_fit = experiment.fit
+    monkeypatch.setattr(experiment, "fit", no_shared_training)
+    config = load_profile(profile).configs()[1]  # magnitude
+    assert run(config, out_dir)["status"] == "finished"

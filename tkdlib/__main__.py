@@ -1,4 +1,4 @@
-"""Command line: ``python -m tkdlib prune``, ``run``, ``report`` and ``batch`` (``--help`` on each)."""
+"""Command line: ``python -m tkdlib prune``, ``run``, ``report``, ``checkpoints`` and ``batch`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -102,6 +102,16 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     report.add_argument("mask", type=Path, help="a mask file written by Mask.save (e.g. <run directory>/mask.pt)")
+    shared = commands.add_parser(
+        "checkpoints",
+        help="train a profile's shared teacher and dense students only (the longest phases), skipping those on disk",
+        description="Train the teacher and dense-student checkpoints that a profile's cells need, as its runs would, and nothing "
+        "else; those on disk are checked against their sha256. Every epoch's state is kept, so a killed training resumes.",
+    )
+    _add_profile_arguments(shared)
+    shared.add_argument("--phase", choices=("dense", "teacher"), default=None, help="only this kind of checkpoint (default: both)")
+    shared.add_argument("--seed", type=int, default=None, help="only the checkpoints of the cells of this seed")
+    _add_runtime_arguments(shared)
 
 
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,6 +194,34 @@ def _run_and_show(config: Config, out_dir: str | Path, data_root: str | None, ru
     return 0
 
 
+def _checkpoints(args: argparse.Namespace) -> int:
+    """Train each shared checkpoint the selected cells need once, printing its path and sha256."""
+    from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
+    from tkdlib.experiment import train_shared
+
+    try:
+        profile = load_profile(args.profile)
+        runtime = profile.runtime(args.device, args.precision, args.compile)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out_dir or profile.out_dir)
+    phases = (args.phase,) if args.phase else ("dense", "teacher")
+    needed: dict[Path, tuple[Config, str]] = {}
+    for config in profile.configs():
+        if args.seed is None or config.seed == args.seed:
+            for phase in phases:
+                if phase == "dense" or config.teacher_arch != SELF_TEACHER:
+                    needed.setdefault(checkpoint_path(out_dir / CHECKPOINTS, config, phase), (config, phase))
+    if not needed:
+        print(f"error: no cell of {profile.name} has seed {args.seed}", file=sys.stderr)
+        return 2
+    for path, (config, phase) in needed.items():
+        digests = train_shared(config, out_dir, (phase,), args.data_root, runtime, progress=sys.stderr.isatty())
+        print(f"{phase:8s} {path}  sha256 {digests[phase]}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     """Print a saved mask's densities (exit 2 with a one-line error if it cannot be read)."""
     try:
@@ -239,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "checkpoints":
+        return _checkpoints(args)
     try:
         failures = run_batch(
             args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,

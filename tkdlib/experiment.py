@@ -48,7 +48,7 @@ from tkdlib.runtime import Runtime, barrier, rank, save_shared, tune_for, world_
 from tkdlib.sparse_checkpoint import save_sparse, save_sparse_mask
 from tkdlib.train import Batches, Distill, EpochState, Schedule, evaluate, fit
 
-__all__ = ["Config", "RECORD_NAME", "finished_records", "load_record", "read_record", "run", "run_dir"]
+__all__ = ["Config", "RECORD_NAME", "SHARED_PHASES", "finished_records", "load_record", "read_record", "run", "run_dir", "train_shared"]
 
 RECORD_NAME = "record.json"
 PARTIAL_DIR = "partial"  # per-epoch training states of an unfinished run (removed once it finishes)
@@ -243,6 +243,32 @@ class _Checkpoints:
             )
         meter.remove()
         return model, cost, history
+
+
+SHARED_PHASES = ("dense", "teacher")  # the checkpoints many runs share, in the order a run trains them
+
+
+def train_shared(
+    config: Config, out_dir: str | Path, phases: tuple[str, ...] = SHARED_PHASES, data_root: str | Path | None = None,
+    runtime: Runtime | None = None, progress: bool = False,
+) -> dict[str, str]:
+    """Train the shared checkpoints of `config` named in `phases` (``dense``, ``teacher``) that
+    are not yet in ``<out_dir>/checkpoints`` (verify those that are), exactly as `run` would,
+    without running the rest of the experiment: a sitting can be given to a long phase alone.
+    Returns checkpoint name → sha256 (the dense student's snapshots included)."""
+    unknown = set(phases) - set(SHARED_PHASES)
+    if unknown or config.teacher_arch == SELF_TEACHER and "teacher" in phases:
+        raise ValueError(f"phases must be among {SHARED_PHASES} (no teacher when teacher_arch is {SELF_TEACHER!r}), got {phases}")
+    runtime = (runtime or Runtime()).resolved()
+    tune_for(runtime)
+    folder = Path(out_dir) / CHECKPOINTS
+    checkpoints = _Checkpoints(folder, config, _Data(config, data_root, runtime), runtime, progress)
+    if rank() == 0:
+        _check_writable(folder)
+    for phase in SHARED_PHASES:
+        if phase in phases:
+            (checkpoints.student if phase == "dense" else checkpoints.teacher)()
+    return checkpoints.digests
 
 
 def finished_records(out_dir: Path) -> list[dict[str, Any]]:
