@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 import tkdlib
-from tkdlib import api, experiment
+from tkdlib import api, shared_networks
 from tkdlib.__main__ import main
 from tkdlib.config import Config
 from tkdlib.losses import DistillationLoss, measure_gamma
@@ -306,7 +306,7 @@ def test_cli_checkpoints_trains_the_shared_networks_once_and_runs_then_reuse_the
         assert phase not in ("teacher", "dense"), f"the {phase} checkpoint was trained again"
         return original_fit(model, batches, schedule, *args, phase=phase, **kwargs)
 
-    original_fit = experiment.fit
-    monkeypatch.setattr(experiment, "fit", no_shared_training)
+    original_fit = shared_networks.fit
+    monkeypatch.setattr(shared_networks, "fit", no_shared_training)
     config = load_profile(profile).configs()[1]  # magnitude
     assert run(config, out_dir)["status"] == "finished"

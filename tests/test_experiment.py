@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tkdlib import experiment
+from tkdlib import shared_networks
 from tkdlib.checkpoints import CheckpointHashError, checkpoint_path, digest_path
 from tkdlib.config import METHODS, PRUNED_FIELDS
 from tkdlib.scoring import EXTENSIONS
@@ -66,7 +66,7 @@ def test_finished_run_is_not_recomputed_and_checkpoints_are_shared(finished, mon
             raise AssertionError("a finished run or a shared checkpoint was recomputed")
         return []
 
-    monkeypatch.setattr(experiment, "fit", no_training)
+    monkeypatch.setattr(shared_networks, "fit", no_training)
     assert run(config, out_dir) == record
     # A magnitude run needs the same teacher and dense student and no training besides retraining.
     magnitude = Config(**{**TINY, "method": "magnitude", "retrain_epochs": 0})
@@ -142,8 +142,8 @@ def test_one_teacher_seed_shares_one_teacher_across_seeds(finished, monkeypatch)
         trained_phases.append(phase)
         return original_fit(model, batches, schedule, *args, phase=phase, **kwargs)
 
-    original_fit = experiment.fit
-    monkeypatch.setattr(experiment, "fit", counting_fit)
+    original_fit = shared_networks.fit
+    monkeypatch.setattr(shared_networks, "fit", counting_fit)
     shared = run(other_seed, out_dir)
     assert "teacher" not in trained_phases and "dense" in trained_phases
     assert shared["checkpoints"]["sha256"]["teacher"] == record["checkpoints"]["sha256"]["teacher"]

@@ -108,7 +108,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     ("partial", "finished"),
-    [  # the dense student trains through the same code as the teacher (`_Checkpoints._trained`)
+    [  # the dense student trains through the same code as the teacher (`SharedNetworks._trained`)
         ("checkpoints/teacher-*.partial.pt", "checkpoints/teacher-????????????.pt"),
         ("*/partial/*.pt", "*/record.json"),
     ],

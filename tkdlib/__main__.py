@@ -197,7 +197,7 @@ def _run_and_show(config: Config, out_dir: str | Path, data_root: str | None, ru
 def _checkpoints(args: argparse.Namespace) -> int:
     """Train each shared checkpoint the selected cells need once, printing its path and sha256."""
     from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
-    from tkdlib.experiment import train_shared
+    from tkdlib.shared_networks import train_shared
 
     try:
         profile = load_profile(args.profile)
