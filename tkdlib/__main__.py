@@ -14,7 +14,7 @@ from tkdlib.config import METHODS, SELF_TEACHER, Config
 from tkdlib.data import DATASET_NAMES
 from tkdlib.masks import Mask
 from tkdlib.models import ARCHITECTURES
-from tkdlib.profile import available_profiles, load_profile
+from tkdlib.profile import Profile, available_profiles, load_profile
 from tkdlib.runtime import PRECISIONS, Runtime, distributed, rank
 
 PRUNE_EXAMPLE = """\
@@ -153,14 +153,23 @@ def _prune(args: argparse.Namespace) -> int:
     return _run_and_show(config, args.out_dir, args.data_root, runtime)
 
 
-def _run(args: argparse.Namespace) -> int:
-    """Select exactly one cell of a profile (exit 2 saying why not), run it, print where its files are."""
+def _profile_and_runtime(args: argparse.Namespace) -> tuple[Profile, Runtime] | None:
+    """The profile --profile names and the runtime its flags ask for; None, after a one-line error
+    on stderr, when either is invalid."""
     try:
         profile = load_profile(args.profile)
-        runtime = profile.runtime(args.device, args.precision, args.compile)
+        return profile, profile.runtime(args.device, args.precision, args.compile)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Select exactly one cell of a profile (exit 2 saying why not), run it, print where its files are."""
+    loaded = _profile_and_runtime(args)
+    if loaded is None:
         return 2
+    profile, runtime = loaded
     out_dir = args.out_dir or profile.out_dir
     selected = cells(profile, out_dir, args.only)
     if len(selected) != 1:
@@ -197,16 +206,14 @@ def _run_and_show(config: Config, out_dir: str | Path, data_root: str | None, ru
 def _checkpoints(args: argparse.Namespace) -> int:
     """Train each shared checkpoint the selected cells need once, printing its path and sha256."""
     from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
-    from tkdlib.shared_networks import train_shared
+    from tkdlib.shared_networks import SHARED_PHASES, train_shared
 
-    try:
-        profile = load_profile(args.profile)
-        runtime = profile.runtime(args.device, args.precision, args.compile)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    loaded = _profile_and_runtime(args)
+    if loaded is None:
         return 2
+    profile, runtime = loaded
     out_dir = Path(args.out_dir or profile.out_dir)
-    phases = (args.phase,) if args.phase else ("dense", "teacher")
+    phases = (args.phase,) if args.phase else SHARED_PHASES
     needed: dict[Path, tuple[Config, str]] = {}
     for config in profile.configs():
         if args.seed is None or config.seed == args.seed:
