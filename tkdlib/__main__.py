@@ -206,22 +206,22 @@ def _run_and_show(config: Config, out_dir: str | Path, data_root: str | None, ru
 def _checkpoints(args: argparse.Namespace) -> int:
     """Train each shared checkpoint the selected cells need once, printing its path and sha256."""
     from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
-    from tkdlib.shared_networks import SHARED_PHASES, train_shared
+    from tkdlib.shared_networks import shared_phases, train_shared
 
     loaded = _profile_and_runtime(args)
     if loaded is None:
         return 2
     profile, runtime = loaded
     out_dir = Path(args.out_dir or profile.out_dir)
-    phases = (args.phase,) if args.phase else SHARED_PHASES
     needed: dict[Path, tuple[Config, str]] = {}
     for config in profile.configs():
         if args.seed is None or config.seed == args.seed:
-            for phase in phases:
-                if phase == "dense" or config.teacher_arch != SELF_TEACHER:
+            for phase in shared_phases(config):
+                if args.phase in (None, phase):
                     needed.setdefault(checkpoint_path(out_dir / CHECKPOINTS, config, phase), (config, phase))
     if not needed:
-        print(f"error: no cell of {profile.name} has seed {args.seed}", file=sys.stderr)
+        selection = " and ".join(part for part in (args.seed is not None and f"seed {args.seed}", args.phase and f"a {args.phase} checkpoint") if part)
+        print(f"error: no cell of {profile.name} has {selection}", file=sys.stderr)
         return 2
     for path, (config, phase) in needed.items():
         digests = train_shared(config, out_dir, (phase,), args.data_root, runtime, progress=sys.stderr.isatty())

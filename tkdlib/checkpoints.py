@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tkdlib.config import SELF_TEACHER, STUDENT_FIELDS, TEACHER_FIELDS, Config
+from tkdlib.config import STUDENT_FIELDS, TEACHER_FIELDS, Config
 from tkdlib.io import atomic_write, sha256_of
 
 __all__ = [
-    "CHECKPOINTS", "CheckpointHashError", "checkpoint_path", "digest_path", "missing_checkpoints", "record_sha256",
+    "CHECKPOINTS", "CheckpointHashError", "checkpoint_path", "digest_path", "record_sha256",
     "round_to_storage", "sparse_model_path", "stored_state", "verified_sha256",
 ]
 
@@ -59,14 +59,6 @@ def checkpoint_path(folder: Path, config: Config, phase: str) -> Path:
 def sparse_model_path(out_dir: str | Path, config: Config) -> Path:
     """Where the retrained pruned student of `config`'s run under `out_dir` is kept, sparse."""
     return Path(out_dir) / CHECKPOINTS / SPARSE / f"{config.key()}.pt"
-
-
-def missing_checkpoints(config: Config, out_dir: Path) -> dict[str, Path]:
-    """The shared checkpoints that `config` needs and that are not on disk in `out_dir`: phase
-    (``dense``, then ``teacher`` unless the teacher is the dense student itself) → its path."""
-    phases = ("dense",) if config.teacher_arch == SELF_TEACHER else ("dense", "teacher")
-    paths = {phase: checkpoint_path(out_dir / CHECKPOINTS, config, phase) for phase in phases}
-    return {phase: path for phase, path in paths.items() if not path.is_file()}
 
 
 def digest_path(path: Path) -> Path:

@@ -193,6 +193,12 @@ def check_writable(directory: Path) -> None:
 SHARED_PHASES = ("dense", "teacher")  # the checkpoints many runs share, in the order a run trains them
 
 
+def shared_phases(config: Config) -> tuple[str, ...]:
+    """The shared checkpoints `config`'s run needs, in `SHARED_PHASES` order: ``dense``, then
+    ``teacher`` unless the teacher is a frozen copy of the dense student itself."""
+    return tuple(phase for phase in SHARED_PHASES if phase == "dense" or config.teacher_arch != SELF_TEACHER)
+
+
 def train_shared(
     config: Config, out_dir: str | Path, phases: tuple[str, ...] = SHARED_PHASES, data_root: str | Path | None = None,
     runtime: Runtime | None = None, progress: bool = False,
@@ -201,9 +207,8 @@ def train_shared(
     are not yet in ``<out_dir>/checkpoints`` (verify those that are), exactly as `run` would,
     without running the rest of the experiment: a sitting can be given to a long phase alone.
     Returns checkpoint name → sha256 (the dense student's snapshots included)."""
-    unknown = set(phases) - set(SHARED_PHASES)
-    if unknown or config.teacher_arch == SELF_TEACHER and "teacher" in phases:
-        raise ValueError(f"phases must be among {SHARED_PHASES} (no teacher when teacher_arch is {SELF_TEACHER!r}), got {phases}")
+    if not set(phases) <= set(shared_phases(config)):
+        raise ValueError(f"phases must be among {shared_phases(config)} for teacher_arch {config.teacher_arch!r}, got {phases}")
     runtime = (runtime or Runtime()).resolved()
     tune_for(runtime)
     folder = Path(out_dir) / CHECKPOINTS
