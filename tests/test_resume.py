@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,22 @@ def test_a_finished_state_returns_its_history_without_training(tmp_path: Path):
     assert fit(again, loader(), SCHEDULE, epoch_state=EpochState(path)) == history
     for name, tensor in trained.state_dict().items():
         assert torch.equal(again.state_dict()[name], tensor), name
+
+
+def test_stopping_after_an_epoch_gives_that_epoch_of_the_full_schedule():
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(finished: dict, model: torch.nn.Module) -> None:
+        snapshots[finished["epoch"]] = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+    fit(fresh_net(), loader(), SCHEDULE, on_epoch_end=keep)
+    stopped = fresh_net()
+    history = fit(stopped, loader(), dataclasses.replace(SCHEDULE, stop_after=2))
+    assert [entry["epoch"] for entry in history] == [1, 2]
+    for name, tensor in snapshots[2].items():
+        assert torch.equal(stopped.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="stop_after must be between 0 and epochs"):
+        dataclasses.replace(SCHEDULE, stop_after=EPOCHS + 1)
 
 
 def test_meter_refuses_costs_outside_a_phase():

@@ -111,12 +111,13 @@ class SharedNetworks:
 
     def dense_state(self, epoch: int) -> dict[str, torch.Tensor]:
         """The dense student's state after `epoch` epochs of its training (0 = initialization);
-        a snapshot not kept is recomputed by training again (deterministic on one machine)."""
+        a snapshot not kept is recomputed by training those `epoch` epochs again (deterministic on
+        one machine)."""
         if epoch == self.config.student_epochs:
             return self.student()[0].state_dict()
         path = self.snapshot_path(epoch)
         if not path.is_file():
-            self._train(self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, (epoch,))
+            self._train(self.config.arch, self.config.seed + 1, "dense", self.config.student_epochs, (epoch,), stop_after=epoch)
         self.digests[f"dense_epoch{epoch}"] = verified_sha256(path)
         return load_checkpoint(path)
 
@@ -145,12 +146,12 @@ class SharedNetworks:
 
     def _train(
         self, arch: str, seed: int, phase: str, epochs: int, snapshots: tuple[int, ...], partial: Path | None = None,
-        data_seed: int | None = None,
+        data_seed: int | None = None, stop_after: int | None = None,
     ) -> tuple[nn.Module, PhaseCost, list[dict[str, Any]]]:
         """Train `arch` from initialization `seed` on batches drawn with `data_seed` (default the
-        config's seed), saving the dense snapshots at the `snapshots` epochs (with their digests);
-        with `partial`, keep the whole training state there after every epoch and resume from it,
-        so a killed training loses one epoch at most."""
+        config's seed) for `epochs` (or the first `stop_after` of them), saving the dense snapshots
+        at the `snapshots` epochs (with their digests); with `partial`, keep the whole training
+        state there after every epoch and resume from it, so a killed training loses one epoch at most."""
         model = self.build(arch, seed)
 
         def save_snapshot(epoch: int, trained: nn.Module) -> None:
@@ -167,7 +168,7 @@ class SharedNetworks:
             save_snapshot(0, model)
         meter = ComputeMeter(forward_flops(model, self.data.input_shape), processes=world_size())
         meter.watch(model)
-        schedule = Schedule(epochs, self.config.lr, weight_decay=self.config.weight_decay)
+        schedule = Schedule(epochs, self.config.lr, weight_decay=self.config.weight_decay, stop_after=stop_after)
         epoch_state = EpochState.metered(partial, meter) if partial else None
         with meter.phase(phase) as cost:
             history = fit(

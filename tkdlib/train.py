@@ -74,19 +74,28 @@ class SelfDistill:
 
 @dataclass(frozen=True)
 class Schedule:
-    """SGD settings for one training phase. lr is the peak of the one-cycle schedule."""
+    """SGD settings for one training phase. lr is the peak of the one-cycle schedule, which spans
+    `epochs`; with `stop_after`, training stops after that many of them (the learning rate then
+    follows the first `stop_after` epochs of the full schedule, as a snapshot of it would)."""
 
     epochs: int
     lr: float
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_fraction: float = 0.15
+    stop_after: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"epochs must be ≥ 0, got {self.epochs}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.stop_after is not None and not 0 <= self.stop_after <= self.epochs:
+            raise ValueError(f"stop_after must be between 0 and epochs ({self.epochs}), got {self.stop_after}")
+
+    @property
+    def epochs_to_train(self) -> int:
+        return self.epochs if self.stop_after is None else self.stop_after
 
 
 @runtime_checkable
@@ -229,7 +238,7 @@ def fit(
     runtime: Runtime = CPU,
     epoch_state: EpochState | None = None,
 ) -> list[dict[str, Any]]:
-    """Train `model` for `schedule.epochs`; returns one dict per epoch (loss, test accuracy, seconds).
+    """Train `model` for `schedule.epochs_to_train`; returns one dict per epoch (loss, test accuracy, seconds).
 
     `train_batches` must be re-iterable (one pass per epoch) and have a length. With `mask`, the
     pruned weights are zeroed before training and stay exactly zero throughout. `on_epoch_end`
@@ -238,7 +247,7 @@ def fit(
     sets the precision and, under a process group, trains through DistributedDataParallel. With
     `epoch_state`, training resumes from the state saved there and saves it after every epoch.
     """
-    if schedule.epochs == 0:
+    if schedule.epochs_to_train == 0:
         return []
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -258,7 +267,7 @@ def fit(
     held = HeldMask(model, mask, optimizer) if mask is not None else None
     trainer = runtime.trainer(model)
     try:
-        for epoch in range(len(history), schedule.epochs):
+        for epoch in range(len(history), schedule.epochs_to_train):
             start = time.perf_counter()
             description = f"{phase} epoch {epoch + 1}/{schedule.epochs}"
             loss = train_epoch(trainer, train_batches, objective, optimizer, scheduler, description, progress, runtime, scaler)
