@@ -483,6 +483,8 @@ def test_readable_puts_index_names_in_the_header_row_and_formats_every_column():
     assert all(name in header for name in ("sparsity", "method", "images", "FLOPs"))
     assert "90 %" in html and "1,199,360" in html and "5.97 × 10¹⁴" in html
     assert "1199360.0" not in html and "e+14" not in html
+    style = html.split("</style>")[0]
+    assert "white-space: nowrap" in style and "_col1" in style and "_col0" not in style  # method names stay on one line
 
 
 def test_seconds_columns_are_whole_numbers_with_separators_whatever_their_name():

@@ -128,7 +128,8 @@ def number_format(column: str, values: pd.Series) -> str | None:
 
 def readable(table: pd.DataFrame) -> Styler:
     """`table` as the book shows it: each numeric column written by `number_format`, missing
-    values as "—", text left as it is. A named index becomes the first columns, so that its names
+    values as "—", text left as it is and kept on one line (a method's name does not break across
+    lines; a wide table scrolls). A named index becomes the first columns, so that its names
     head their columns in the one header row rather than in a second row of their own."""
     if any(name is not None for name in table.index.names):
         return readable(table.reset_index()).hide(axis="index")
@@ -138,6 +139,9 @@ def readable(table: pd.DataFrame) -> Styler:
             chosen = number_format(str(column), table[column])
             formats[column] = {"scientific": scientific, "percent": percent}.get(chosen, chosen)
     styler = table.style.format(formats, na_rep="—")
+    text_columns = [column for column in table.columns if column not in formats]
+    if text_columns:
+        styler = styler.set_properties(subset=text_columns, **{"white-space": "nowrap"})
     if isinstance(table.index, pd.MultiIndex) or pd.api.types.is_numeric_dtype(table.index):
         styler = styler.format_index(lambda value: percent(value) if isinstance(value, float) and value < 1 else value)
     return styler
