@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from tkdlib.report import (
     efficiency_table,
     failed_runs,
     figure_source,
+    page_caption,
     headline,
     headline_text,
     iterative_cost_text,
@@ -41,6 +43,13 @@ def test_figure_source_names_profile_runs_seeds_and_data():
     assert "JPEG re-encoding" in text
     assert "the 2 finished runs of profile `cpu` (seed 1;" in figure_source(records[records["seed"] == 1], "cpu")
     assert "the 1 finished run of" in figure_source(records[records["seed"] == 0], "cpu")
+
+
+def test_page_caption_describes_the_profile_and_counts_its_runs():
+    records = pd.DataFrame({"dataset": ["tinyimagenet"] * 2, "data": ["tinyimagenet-200 archives"] * 2})
+    profile = SimpleNamespace(name="tin", description="Long schedules")
+    assert page_caption(profile, records) == "*Long schedules.* Profile `tin`, 2 finished runs on tinyimagenet."
+    assert "Profile `tin`, 1 finished run on tinyimagenet." in page_caption(profile, records.iloc[:1])
 
 
 def _records(rows: list[tuple[str, float, float]]) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from tkdlib.report.tables import (
     efficiency_table, phase_costs, phase_times, results_table, run_summary, runs_table, switch_effects, thinnest_layers,
 )
 from tkdlib.report.text import (
-    ablation_text, by_sparsity_text, figure_source, headline, headline_text, iterative_cost_text,
+    ablation_text, by_sparsity_text, figure_source, headline, headline_text, iterative_cost_text, page_caption,
 )
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "accuracy_vs_remaining", "cost_vs_accuracy", "benchmark_machine", "benchmark_table", "by_sparsity_text", "claims_table", "comparison_sparsity",
     "compute_summary", "data_label", "earned_variants", "emptied_layers", "guiding_table", "layer_density_gap", "mask_accuracy_table", "normalization_table",
     "overlap_heatmaps", "overlap_matrix", "retraining_normalization_table", "saliency_table", "saliency_text", "score_batches_table", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
-    "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison",
+    "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison", "page_caption",
     "compared_records", "comparison_intro", "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "regime_slopes", "regime_table", "regime_text", "results_table", "run_summary", "runs_table",
     "switch_effects", "thinnest_layers", "variant_decision_sentences", "variant_decision_table",
 ]

@@ -281,6 +281,16 @@ def _iterative_cost_sentence(numbers: dict[str, float], imp_planned: bool) -> st
     )
 
 
+def _finished_runs(records: pd.DataFrame) -> str:
+    return f"{len(records)} finished run{'s' if len(records) != 1 else ''}"
+
+
+def page_caption(profile: Profile, records: pd.DataFrame) -> str:
+    """The line under a summary page's title, in Markdown: the profile's description, its name,
+    and how many finished runs the page reads, on which data."""
+    return f"*{profile.description}.* Profile `{profile.name}`, {_finished_runs(records)} on {data_label(records)}."
+
+
 def figure_source(records: pd.DataFrame, profile: str) -> str:
     """The sentence of a figure caption that says what the figure was drawn from.
 
@@ -289,6 +299,6 @@ def figure_source(records: pd.DataFrame, profile: str) -> str:
     """
     records = main_comparison(records)
     seeds = sorted(records["seed"].unique())
-    runs = f"{len(records)} finished run{'s' if len(records) > 1 else ''}"
+    runs = _finished_runs(records)
     seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(seed) for seed in seeds)}"
     return f"Drawn from the {runs} of profile `{profile}` ({seed_text}; run ids in the appendix *Every run*), on {data_label(records)}."
