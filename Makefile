@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 # Profiles whose committed records the book renders without running their missing cells (they
 # need the full datasets and hours of training: python -m tkdlib batch --profile cpu --data-root ...).
-RECORDED ?= cifar10-converged cpu cpu-bf16 cpu-tinyimagenet
+RECORDED ?= cifar10-converged cpu cpu-bf16 tinyimagenet-converged cpu-tinyimagenet
 
 ## Run the profile's grid with papermill (finished runs are skipped), then build the book.
 book: batch html
