@@ -220,8 +220,8 @@ def _checkpoints(args: argparse.Namespace) -> int:
                 if args.phase in (None, phase):
                     needed.setdefault(checkpoint_path(out_dir / CHECKPOINTS, config, phase), (config, phase))
     if not needed:
-        selection = " and ".join(part for part in (args.seed is not None and f"seed {args.seed}", args.phase and f"a {args.phase} checkpoint") if part)
-        print(f"error: no cell of {profile.name} has {selection}", file=sys.stderr)
+        selection = ([f"seed {args.seed}"] if args.seed is not None else []) + ([f"a {args.phase} checkpoint"] if args.phase else [])
+        print(f"error: no cell of {profile.name} has {' and '.join(selection)}", file=sys.stderr)
         return 2
     for path, (config, phase) in needed.items():
         digests = train_shared(config, out_dir, (phase,), args.data_root, runtime, progress=sys.stderr.isatty())

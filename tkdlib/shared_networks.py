@@ -208,8 +208,9 @@ def train_shared(
     are not yet in ``<out_dir>/checkpoints`` (verify those that are), exactly as `run` would,
     without running the rest of the experiment: a sitting can be given to a long phase alone.
     Returns checkpoint name → sha256 (the dense student's snapshots included)."""
-    if not set(phases) <= set(shared_phases(config)):
-        raise ValueError(f"phases must be among {shared_phases(config)} for teacher_arch {config.teacher_arch!r}, got {phases}")
+    needed = shared_phases(config)
+    if not set(phases) <= set(needed):
+        raise ValueError(f"phases must be among {needed} for teacher_arch {config.teacher_arch!r}, got {phases}")
     runtime = (runtime or Runtime()).resolved()
     tune_for(runtime)
     folder = Path(out_dir) / CHECKPOINTS
