@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from tkdlib import data, scoring
+from tkdlib import data, loaders, scoring
 from tkdlib.masks import global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.train import evaluate
@@ -58,8 +58,8 @@ def main() -> None:
     test = data.load_dataset(arguments.dataset, "test", arguments.data_root)
     student = build_model(arguments.arch, train.num_classes).to(memory_format=torch.channels_last)
     student.load_state_dict(state)
-    test_batches = data.TensorLoader(test, 256, spec.mean, spec.std, train=False)
-    train_batches = data.TensorLoader(train, 128, spec.mean, spec.std, train=True, pad=spec.pad)
+    test_batches = loaders.TensorLoader(test, 256, spec.mean, spec.std, train=False)
+    train_batches = loaders.TensorLoader(train, 128, spec.mean, spec.std, train=True, pad=spec.pad)
     print(f"dense student: {evaluate(student, test_batches):.4f}")
 
     parameters = prunable_parameters(student)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tkdlib import data, tinyimagenet
-from tkdlib.data import ImageArrays, TensorLoader, load_dataset
+from tkdlib import data, loaders, tinyimagenet
+from tkdlib.data import ImageArrays, load_dataset
 from tkdlib.io import sha256_of
+from tkdlib.loaders import TensorLoader
 
 MEAN, STD = data.CHANNEL_STATS["cifar10"]
 
@@ -176,12 +177,12 @@ def test_tensor_loader_rejects_bad_settings():
 def test_torchvision_loader_matches_tensor_loader_without_augmentation():
     arrays, spec = small_arrays(10, 32), data.dataset_spec("cifar10")
     reference = list(TensorLoader(arrays, 4, spec.mean, spec.std, train=False))
-    pipeline = list(data.torchvision_loader(arrays, 4, spec, train=False, workers=0))
+    pipeline = list(loaders.torchvision_loader(arrays, 4, spec, train=False, workers=0))
     assert len(reference) == len(pipeline) == 3
     for (x, y), (x_pil, y_pil) in zip(reference, pipeline):
         torch.testing.assert_close(x_pil, x, rtol=0, atol=1e-5)
         assert torch.equal(y, y_pil)
-    augmented = list(data.torchvision_loader(arrays, 4, spec, train=True, workers=0))
+    augmented = list(loaders.torchvision_loader(arrays, 4, spec, train=True, workers=0))
     assert len(augmented) == 2 and augmented[0][0].shape == (4, 3, 32, 32)
 
 

@@ -17,7 +17,8 @@ from torch import distributed as dist
 from torch import multiprocessing
 from torch import nn
 
-from tkdlib.data import ImageArrays, TensorLoader
+from tkdlib.data import ImageArrays
+from tkdlib.loaders import TensorLoader
 from tkdlib.masks import global_mask
 from tkdlib.scoring import gradient_saliency
 from tkdlib.train import Schedule, cross_entropy, fit

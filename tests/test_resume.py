@@ -11,7 +11,8 @@ import torch
 
 from tkdlib import train
 from tkdlib.compute import ComputeMeter
-from tkdlib.data import ImageArrays, TensorLoader
+from tkdlib.data import ImageArrays
+from tkdlib.loaders import TensorLoader
 from tkdlib.experiment import PARTIAL_DIR, Config, run, run_dir
 from tkdlib.train import EpochState, Schedule, fit
 

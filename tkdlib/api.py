@@ -65,7 +65,7 @@ def prune(
     the teacher-free methods (given, it only checks the classes). When it guides, it is put in eval
     mode and frozen (``requires_grad_(False)``).
     batches: (x, y) pairs, y (B,) int64 class indices; a DataLoader, a list, a
-    `tkdlib.data.TensorLoader`. An iterator or a loader without ``len()`` is read into a list first.
+    `tkdlib.loaders.TensorLoader`. An iterator or a loader without ``len()`` is read into a list first.
     method: a key of `tkdlib.scoring.METHODS` (``teacher_guided``, ``ce_gradient``, ``snip``,
     ``grasp``, ``synflow``, ``magnitude``, ``random``); the gradient methods accumulate over the
     first `score_batches` batches (None: the experiments' 10, or every batch if there are fewer;
@@ -147,7 +147,7 @@ def retrain(
 def reiterable(batches: Iterable[Batch]) -> Batches:
     """`batches` as training needs them: one pass per epoch and a length (for the LR schedule).
 
-    Lists, DataLoaders and `tkdlib.data.TensorLoader` are returned as they are. An iterator (a
+    Lists, DataLoaders and `tkdlib.loaders.TensorLoader` are returned as they are. An iterator (a
     generator, ``iter(loader)``) or a loader without ``len()`` (over an IterableDataset) is read
     once into a list, so it must be finite and fit in memory.
     """

@@ -11,7 +11,7 @@ it is bf16 autocast (fp16 with a gradient scaler where bf16 is unsupported) and 
 Several processes (``torchrun``): `distributed(runtime)` joins the process group torchrun describes
 in its environment variables (nccl on CUDA, gloo on the CPU). Then training wraps the model in
 DistributedDataParallel (gradients averaged over ranks), each rank loads its slice of every global
-batch (`tkdlib.data.TensorLoader`), gradient scores are averaged over ranks batch by batch, so every
+batch (`tkdlib.loaders.TensorLoader`), gradient scores are averaged over ranks batch by batch, so every
 rank builds the same mask, and only rank 0 writes files (`save_shared`). On CUDA, BatchNorm becomes
 SyncBatchNorm: statistics over the global batch, as in one process (gloo has no SyncBatchNorm, so
 on the CPU each rank normalizes over its own slice).

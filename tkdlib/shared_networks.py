@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tkdlib import data as datasets
+from tkdlib.loaders import TensorLoader
 from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path, record_sha256, round_to_storage, stored_state, verified_sha256
 from tkdlib.compute import ComputeMeter, PhaseCost, forward_flops
 from tkdlib.config import PRUNED_FIELDS, SELF_TEACHER, Config
@@ -48,9 +49,9 @@ class RunData:
         self.mean, self.std = self.spec.mean, self.spec.std
         self.input_shape = (3, *train.images.shape[1:3])
 
-    def _loader(self, arrays: datasets.ImageArrays, name: str, run_seed: int | None = None) -> datasets.TensorLoader:
+    def _loader(self, arrays: datasets.ImageArrays, name: str, run_seed: int | None = None) -> TensorLoader:
         seed = (self.config.seed if run_seed is None else run_seed) * 1_000_003 + zlib.crc32(name.encode())
-        return datasets.TensorLoader(
+        return TensorLoader(
             arrays, self.config.batch_size, self.mean, self.std, train=True, seed=seed, pad=self.spec.pad, **self._placement()
         )
 
@@ -72,10 +73,10 @@ class RunData:
         return self._loader(first, f"{name}/1"), self._loader(second, f"{name}/2")
 
     def plain_train(self) -> Batches:
-        return datasets.TensorLoader(self.train, self.config.batch_size, self.mean, self.std, train=False, **self._placement())
+        return TensorLoader(self.train, self.config.batch_size, self.mean, self.std, train=False, **self._placement())
 
     def test_batches(self) -> Batches:
-        return datasets.TensorLoader(self.test, 256, self.mean, self.std, train=False, device=self.device)
+        return TensorLoader(self.test, 256, self.mean, self.std, train=False, device=self.device)
 
 
 class SharedNetworks:

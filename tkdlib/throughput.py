@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tkdlib.data import DatasetSpec, ImageArrays, TensorLoader, torchvision_loader
+from tkdlib.data import DatasetSpec, ImageArrays
+from tkdlib.loaders import TensorLoader, torchvision_loader
 from tkdlib.models import build_model
 from tkdlib.runtime import CPU, Runtime
 

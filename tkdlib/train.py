@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from tkdlib.compute import ComputeMeter
-from tkdlib.data import random_crop_flip
+from tkdlib.loaders import random_crop_flip
 from tkdlib.io import load_checkpoint
 from tkdlib.losses import DistillationLoss, kd_kl
 from tkdlib.masks import HeldMask, Mask
