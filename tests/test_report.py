@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from tkdlib.data import DATASET_NAMES
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile, load_profile
 from tkdlib.report import (
@@ -32,6 +33,7 @@ from tkdlib.report import (
     switch_effects,
     thinnest_layers,
 )
+from tkdlib.report.records import DATASET_TITLES
 
 
 def test_figure_source_names_profile_runs_seeds_and_data():
@@ -48,8 +50,12 @@ def test_figure_source_names_profile_runs_seeds_and_data():
 def test_page_caption_describes_the_profile_and_counts_its_runs():
     records = pd.DataFrame({"dataset": ["tinyimagenet"] * 2, "data": ["tinyimagenet-200 archives"] * 2})
     profile = SimpleNamespace(name="tin", description="Long schedules")
-    assert page_caption(profile, records) == "*Long schedules.* Profile `tin`, 2 finished runs on tinyimagenet."
-    assert "Profile `tin`, 1 finished run on tinyimagenet." in page_caption(profile, records.iloc[:1])
+    assert page_caption(profile, records) == "*Long schedules.* Profile `tin`, 2 finished runs on TinyImageNet-200."
+    assert "Profile `tin`, 1 finished run on TinyImageNet-200." in page_caption(profile, records.iloc[:1])
+
+
+def test_every_dataset_has_a_title_for_readers():
+    assert set(DATASET_TITLES) == set(DATASET_NAMES)
 
 
 def _records(rows: list[tuple[str, float, float]]) -> pd.DataFrame:

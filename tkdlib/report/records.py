@@ -35,6 +35,11 @@ MAIN_ROW = "none (main comparison)"  # how `ablation_matrix` names the runs with
 VARIANT_SEPARATOR = ", "  # between the switches of a `variant` name
 
 
+DATASET_TITLES = {  # how readers know each of `tkdlib.data.DATASET_NAMES`
+    "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tinyimagenet": "TinyImageNet-200", "cifar10-sample": "CIFAR-10 sample",
+}
+
+
 MASK_ONLY = frozenset({"retrain_epochs=0", "allow_layer_collapse=True"})  # switches of a mask-only cell of the main methods
 
 
@@ -173,7 +178,7 @@ def layers_at_comparison(out_dir: str | Path, records: pd.DataFrame) -> dict[str
 
 def data_label(records: pd.DataFrame) -> str:
     """Which data the runs used, for captions and titles; says so when the pixels are the JPEG copy."""
-    text = ", ".join(sorted(records["dataset"].unique()))
+    text = ", ".join(DATASET_TITLES.get(name, name) for name in sorted(records["dataset"].unique()))
     if records["data"].str.contains("JPEG").any():
         text += " (JPEG re-encoding of CIFAR-10: exact labels, lossy pixels)"
     return text
