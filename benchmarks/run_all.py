@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "oneshot_vs_imp": [],
     "sparse_checkpoint": [],
     "bf16_step": [],
+    "compile_step": ["--repeats", "4"],
 }
 
 

@@ -15,12 +15,12 @@ from time import perf_counter
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from tkdlib.data import DatasetSpec, ImageArrays
 from tkdlib.loaders import TensorLoader, torchvision_loader
 from tkdlib.models import build_model
 from tkdlib.runtime import CPU, Runtime
+from tkdlib.train import Objective, cross_entropy
 
 
 def loader_rate(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_batches: int, warmup: int = 1) -> float:
@@ -103,12 +103,15 @@ def random_batch(
     return x, torch.randint(0, num_classes, (batch_size,), device=device)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, runtime: Runtime = CPU) -> None:
-    """One SGD step: zero the gradients, forward and cross-entropy under `runtime`'s autocast
-    (float32 by default), backward, update."""
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, runtime: Runtime = CPU,
+    objective: Objective = cross_entropy,
+) -> None:
+    """One SGD step: zero the gradients, forward and `objective` (cross-entropy by default; e.g. a
+    `tkdlib.train.Distill`) under `runtime`'s autocast (float32 by default), backward, update."""
     optimizer.zero_grad(set_to_none=True)
     with runtime.autocast():
-        loss = F.cross_entropy(model(x), y)
+        loss = objective(model, x, y)
     loss.backward()
     optimizer.step()
 
