@@ -23,7 +23,7 @@ import torch
 
 from tkdlib.models import build_model
 from tkdlib.runtime import CPU, Runtime, native_cpu_bf16
-from tkdlib.throughput import alternate_timings, random_batch, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, random_batch, train_step, use_threads
 
 GOAL = 1.4  # read by run_all.py: the figure on the last line should be at least this
 HIGHER_IS_BETTER = True
@@ -55,10 +55,7 @@ def bf16_speedup(arch: str, batch_size: int, steps: int, repeats: int) -> tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=2, help="steps per timing")
-    parser.add_argument("--repeats", type=int, default=6, help="paired timings per network")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_step_timing_arguments(parser, steps=2, repeats=6, sparsity=None)
     args = parser.parse_args()
     use_threads(args.threads)
     native = native_cpu_bf16()

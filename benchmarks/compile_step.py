@@ -37,7 +37,7 @@ from tkdlib.masks import HeldMask, global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.runtime import Runtime
 from tkdlib.scoring import magnitude
-from tkdlib.throughput import alternate_timings, random_batch, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, random_batch, train_step, use_threads
 from tkdlib.train import Distill, cross_entropy
 
 GOAL = 1.2  # read by run_all.py: the figure on the last line should be at least this
@@ -99,11 +99,7 @@ def compile_speedups(batch_size: int, sparsity: float, steps: int, repeats: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--sparsity", type=float, default=0.9, help="fraction of prunable weights removed")
-    parser.add_argument("--steps", type=int, default=2, help="steps per timing")
-    parser.add_argument("--repeats", type=int, default=6, help="paired timings per step kind")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_step_timing_arguments(parser, steps=2, repeats=6)
     args = parser.parse_args()
     use_threads(args.threads)
     speedup = compile_speedups(args.batch_size, args.sparsity, args.steps, args.repeats)

@@ -30,7 +30,7 @@ import torch
 from tkdlib.masks import HeldMask, global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.scoring import magnitude
-from tkdlib.throughput import alternate_timings, random_batch, time_alternately, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, random_batch, time_alternately, train_step, use_threads
 
 GOAL = 1.02  # read by run_all.py: the figure on the last line should be at most this
 
@@ -72,11 +72,7 @@ def masked_over_dense(device: str, batch_size: int, sparsity: float, steps: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--sparsity", type=float, default=0.9, help="fraction of prunable weights removed")
-    parser.add_argument("--steps", type=int, default=1, help="consecutive steps per timing")
-    parser.add_argument("--repeats", type=int, default=20, help="alternating timings of each")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_step_timing_arguments(parser, steps=1, repeats=20)
     args = parser.parse_args()
     use_threads(args.threads)
 

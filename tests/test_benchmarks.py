@@ -3,6 +3,7 @@ benchmarks themselves are timed, not tested)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tkdlib import report
-from tkdlib.throughput import alternate_timings, time_alternately
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, time_alternately
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import run_all  # noqa: E402
@@ -75,3 +76,16 @@ def test_use_threads_refuses_a_non_positive_count():
 
     with pytest.raises(ValueError, match="positive"):
         use_threads(0)
+
+
+def test_step_timing_arguments_take_each_benchmarks_defaults_and_leave_out_the_mask_when_asked():
+    masked = argparse.ArgumentParser()
+    add_step_timing_arguments(masked, steps=1, repeats=20)
+    assert vars(masked.parse_args([])) == {"batch_size": 128, "sparsity": 0.9, "steps": 1, "repeats": 20, "threads": None}
+    assert masked.parse_args(["--threads", "1", "--sparsity", "0.95"]).sparsity == 0.95
+
+    dense = argparse.ArgumentParser()
+    add_step_timing_arguments(dense, steps=2, repeats=6, sparsity=None)
+    assert "sparsity" not in vars(dense.parse_args([]))
+    with pytest.raises(SystemExit):
+        dense.parse_args(["--sparsity", "0.9"])

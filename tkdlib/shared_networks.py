@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from tkdlib import data as datasets
-from tkdlib.loaders import TensorLoader
 from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path, record_sha256, round_to_storage, stored_state, verified_sha256
 from tkdlib.compute import ComputeMeter, PhaseCost, forward_flops
 from tkdlib.config import PRUNED_FIELDS, SELF_TEACHER, Config
 from tkdlib.io import load_checkpoint
+from tkdlib.loaders import TensorLoader
 from tkdlib.models import build_model
 from tkdlib.runtime import Runtime, rank, save_shared, tune_for, world_size
 from tkdlib.train import Batches, EpochState, Schedule, fit

@@ -8,6 +8,7 @@ time, so each is the best of `repeats` measurements.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -82,6 +83,22 @@ def train_step_rate(
     x, y = random_batch(batch_size, image_size, num_classes)
     seconds = time_alternately({"train": lambda: train_step(model, optimizer, x, y)}, steps, warmup, repeats)
     return batch_size / seconds["train"]
+
+
+def add_step_timing_arguments(
+    parser: argparse.ArgumentParser, *, steps: int, repeats: int, sparsity: float | None = 0.9
+) -> None:
+    """Add the options the step-timing benchmarks share: ``--batch-size`` (images per step),
+    ``--sparsity`` (fraction of prunable weights the held mask removes; left out when `sparsity`
+    is None, for steps without a mask), ``--steps`` (consecutive steps per timing, default
+    `steps`), ``--repeats`` (paired timings of each kind of step, default `repeats`) and
+    ``--threads`` (for `use_threads`)."""
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step")
+    if sparsity is not None:
+        parser.add_argument("--sparsity", type=float, default=sparsity, help="fraction of prunable weights removed")
+    parser.add_argument("--steps", type=int, default=steps, help="consecutive steps per timing")
+    parser.add_argument("--repeats", type=int, default=repeats, help="paired timings of each kind of step")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def use_threads(threads: int | None) -> None:
