@@ -7,11 +7,11 @@ import pandas as pd
 from tkdlib.report.claims import claims_table
 
 
-def _runs(rows: list[tuple[str, float, int, float]], dense: float = 0.83) -> pd.DataFrame:
-    """Main-comparison records: (method, sparsity, seed, retrained accuracy)."""
+def _runs(rows: list[tuple[str, float, int, float]], dense: float = 0.83, variant: str = "") -> pd.DataFrame:
+    """Records of one `variant` (default: the main comparison): (method, sparsity, seed, retrained accuracy)."""
     return pd.DataFrame([
         {"method": method, "sparsity": sparsity, "seed": seed, "acc_retrained": accuracy, "acc_dense": dense, "acc_teacher": 0.85,
-         "total_flops": 3e14 if method == "colt" else 1e14, "variant": "", "teacher_sha256": "t", "dense_sha256": f"d{seed}"}
+         "total_flops": 3e14 if method == "colt" else 1e14, "variant": variant, "teacher_sha256": "t", "dense_sha256": f"d{seed}"}
         for method, sparsity, seed, accuracy in rows
     ])
 
@@ -37,3 +37,18 @@ def test_one_seed_decides_nothing_and_missing_runs_are_not_measured():
     mixed = _runs([("teacher_guided", 0.9, s, a) for s, a in ((0, 0.80), (1, 0.80))] + [("teacher_guided", 0.95, s, a) for s, a in ((0, 0.70), (1, 0.70))]
                   + [("epsd", 0.9, s, a) for s, a in ((0, 0.75), (1, 0.75))] + [("epsd", 0.95, s, a) for s, a in ((0, 0.75), (1, 0.75))])
     assert claims_table(mixed).loc["More accurate than EPSD at high sparsity", "verdict"] == "mixed"
+
+
+def test_methods_meet_only_under_one_layer_rule():
+    """Ours empties a layer at 95 % without a rule: there its floor runs meet the CE gradient's
+    floor runs, and EPSD, which ran only without a rule, is compared at 90 % alone."""
+    main = _runs([("teacher_guided", 0.9, 0, 0.80), ("ce_gradient", 0.9, 0, 0.79), ("epsd", 0.9, 0, 0.78),
+                  ("ce_gradient", 0.95, 0, 0.70), ("epsd", 0.95, 0, 0.90)])
+    floor = _runs([("teacher_guided", 0.95, 0, 0.76), ("ce_gradient", 0.95, 0, 0.77)], variant="layer_floor=0.005")
+    collapse = _runs([("teacher_guided", 0.95, 0, 0.60)], variant="allow_layer_collapse=True")
+    table = claims_table(pd.concat([main, collapse, floor], ignore_index=True))
+    teacher = table.loc["The teacher in the scores matters, not only in recovery", "evidence"]
+    assert "95 % (per-layer floor 0.5 %): ours 76.0 %, CE gradient (no teacher) 77.0 % (-1.0 points" in teacher
+    assert "90 %: ours 80.0 %, CE gradient (no teacher) 79.0 %" in teacher
+    assert "95 %" not in table.loc["More accurate than EPSD at high sparsity", "evidence"]
+    assert "76.0 % at 95 % (per-layer floor 0.5 %)" in table.loc["High sparsity with minimal loss of accuracy", "evidence"]
