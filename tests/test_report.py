@@ -204,6 +204,20 @@ def test_by_sparsity_text_names_the_best_method_and_ours_at_each_sparsity():
         assert by_sparsity_text(order).endswith("(79.0 %); teacher-guided pruning ties it.")
 
 
+def test_by_sparsity_text_gives_ours_under_a_layer_rule_where_it_failed_without_one():
+    failed = pd.DataFrame([{"method": "teacher_guided", "sparsity": 0.95, "seed": 0, "variant": "", "error": "LayerCollapseError"}])
+    records = pd.concat([
+        _records([("magnitude", 0.95, 0.81)]),
+        _records([("teacher_guided", 0.95, 0.808), ("ce_gradient", 0.95, 0.809)]).assign(variant="layer_floor=0.005"),
+        _records([("teacher_guided", 0.95, 0.795)]).assign(variant="allow_layer_collapse=True"),
+    ])
+    assert by_sparsity_text(records, failed) == (
+        "- At 95 % sparsity, only magnitude has finished (81.0 %); teacher-guided pruning failed there; "
+        "with the per-layer floor 0.5 % it reaches 80.8 % (CE gradient (no teacher) with the same rule: 80.9 %); "
+        "with the collapse allowed it reaches 79.5 %."
+    )
+
+
 def _ablation_profile(tmp_path: Path) -> Profile:
     path = tmp_path / "abl.toml"
     path.write_text(

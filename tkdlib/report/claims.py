@@ -21,21 +21,12 @@ import pandas as pd
 
 from tkdlib.report.records import OURS, main_comparison, per_seed
 from tkdlib.report.style import label, percent
-from tkdlib.report.tables import FLOOR_RULE, layer_rule
+from tkdlib.report.tables import runs_by_layer_rule
 
 MINIMAL_DROP = 1.0  # percentage points below the dense student that count as "minimal degradation"
 HIGH_SPARSITY = 0.9  # the claims about high sparsity look at 90 % and above
 
 SUPPORTED, NOT_SUPPORTED, UNDECIDED, MIXED, NOT_MEASURED = "supported", "not supported", "undecided", "mixed", "not measured"
-
-
-def _by_rule(records: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
-    """The runs under each layer rule, in the order comparisons prefer them: the main comparison
-    (rule ""), then the per-layer floors, then any other rule ("collapse allowed")."""
-    yield "", main_comparison(records)
-    rules = records["variant"].map(layer_rule)
-    for rule in sorted(rules.dropna().unique(), key=lambda rule: (not rule.startswith(FLOOR_RULE), rule)):
-        yield rule, records[rules == rule]
 
 
 def _by_sparsity(runs: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -72,10 +63,10 @@ def _spread(spread: float, seeds: int) -> str:
 
 def _pairs(records: pd.DataFrame, method: str, other: str) -> Iterator[tuple[float, str, pd.Series, pd.Series]]:
     """Per sparsity ≥ `HIGH_SPARSITY` where `method` and `other` both finished under one layer
-    rule, ascending: the sparsity, the first such rule of `_by_rule`, and each method's row of
+    rule, ascending: the sparsity, the first such rule of `runs_by_layer_rule`, and each method's row of
     `_by_sparsity` under it. With `other` = `method`: where `method` finished, under which rule."""
     found: dict[float, tuple[str, pd.Series, pd.Series]] = {}
-    for rule, runs in _by_rule(records):
+    for rule, runs in runs_by_layer_rule(records):
         mine, theirs = _by_sparsity(runs, method), _by_sparsity(runs, other)
         for sparsity in mine.index.intersection(theirs.index).difference(list(found)):
             found[sparsity] = (rule, mine.loc[sparsity], theirs.loc[sparsity])

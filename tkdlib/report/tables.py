@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,16 @@ def layer_rule(variant: str) -> str | None:
     if variant.startswith(FLOOR_SWITCH):
         return f"{FLOOR_RULE} {float(variant.removeprefix(FLOOR_SWITCH)) * 100:g} %"
     return "collapse allowed" if variant == COLLAPSE_SWITCH else None
+
+
+def runs_by_layer_rule(records: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The runs under each layer rule, in the order comparisons prefer them: the main comparison
+    (rule ""), then each per-layer floor, then any other rule ("collapse allowed"); rules are
+    named as `layer_rule` names them."""
+    yield "", main_comparison(records)
+    rules = records["variant"].map(layer_rule)
+    for rule in sorted(rules.dropna().unique(), key=lambda rule: (not rule.startswith(FLOOR_RULE), rule)):
+        yield rule, records[rules == rule]
 
 
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:

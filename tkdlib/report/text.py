@@ -12,7 +12,7 @@ import pandas as pd
 from tkdlib.profile import Profile
 from tkdlib.report.records import OURS, VARIANT_SEPARATOR, at_comparison_sparsity, comparison_sparsity, data_label, main_comparison, per_seed, planned_methods, variant_name
 from tkdlib.report.style import and_list, label, method_order
-from tkdlib.report.tables import ablation_table, cost_over_ours
+from tkdlib.report.tables import ablation_table, cost_over_ours, runs_by_layer_rule
 
 
 def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> str:
@@ -45,8 +45,26 @@ def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) 
             text += f"; teacher-guided pruning ranks {rank(ranked, OURS)} with {quoted(OURS)}, {_points(ranked[best] - ranked[OURS])} points behind"
         else:
             text += f"; teacher-guided pruning {'failed' if sparsity in failed_ours else 'has not finished'} there"
+            text += "".join(f"; {phrase}" for phrase in _ours_under_layer_rules(records, sparsity))
         sentences.append(text + ".")
     return "\n".join(f"- {sentence}" for sentence in sentences)
+
+
+def _ours_under_layer_rules(records: pd.DataFrame, sparsity: float) -> list[str]:
+    """A phrase per layer rule (`runs_by_layer_rule`, the main comparison left out) under which
+    teacher-guided pruning finished at `sparsity`: its accuracy (%, seeds averaged) and that of
+    the most accurate other method run with the same rule, if any."""
+    phrases = []
+    for rule, runs in list(runs_by_layer_rule(records))[1:]:
+        accuracy = runs[runs["sparsity"] == sparsity].groupby("method")["acc_retrained"].mean() * 100
+        if OURS not in accuracy:
+            continue
+        phrase = f"with the {rule} it reaches {accuracy[OURS]:.1f} %"
+        others = accuracy.drop(OURS)
+        if not others.empty:
+            phrase += f" ({label(others.idxmax())} with the same rule: {others.max():.1f} %)"
+        phrases.append(phrase)
+    return phrases
 
 
 def _quoted(accuracy: pd.Series, seeds: pd.Series | None, method: str) -> str:
