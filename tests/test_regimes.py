@@ -60,6 +60,14 @@ def test_text_names_leaders_ours_and_who_moved():
     assert "95 %" not in text
 
 
+def test_text_says_why_ours_is_not_ranked_where_it_finished_in_one_regime_only():
+    tiny = _runs([("teacher_guided", 0.95, 0, 0.29), ("magnitude", 0.95, 0, 0.31), ("snip", 0.95, 0, 0.28)])
+    cifar = _runs([("magnitude", 0.95, 0, 0.81), ("snip", 0.95, 0, 0.79)])  # ours needs a layer rule there
+    text = regime_text({"TinyImageNet": tiny, "CIFAR-10": cifar})
+    assert text.endswith("The order is the same in TinyImageNet and CIFAR-10. Ours is not ranked here: it has no finished run without a layer rule in CIFAR-10.")
+    assert "not ranked" not in regime_text({"short": SHORT, "converged": CONVERGED})
+
+
 def test_text_says_when_nothing_can_be_compared_and_when_the_order_holds():
     assert "cannot be compared" in regime_text({"short": SHORT, "converged": CONVERGED[CONVERGED["sparsity"] == 0.95]})
     same = regime_text({"short": SHORT, "again": SHORT})

@@ -94,7 +94,7 @@ def regime_text(regimes: Mapping[str, pd.DataFrame], sparsities: tuple[float, ..
         if len(methods) < 2:
             continue
         rankings = {name: method_ranking(records, sparsity, methods) for name, records in regimes.items()}
-        paragraphs.append(" ".join(_sparsity_sentences(names, rankings, sparsity, len(methods))))
+        paragraphs.append(" ".join(_sparsity_sentences(names, rankings, sparsity, len(methods)) + _ours_left_out(regimes, sparsity)))
     if not paragraphs:
         return "No sparsity has two methods finished in every regime yet: the ranking cannot be compared."
     return "\n\n".join(paragraphs)
@@ -115,6 +115,17 @@ def _sparsity_sentences(names: list[str], rankings: dict[str, pd.DataFrame], spa
     else:
         sentences.append(f"The order is the same in {and_list(names)}.")
     return sentences
+
+
+def _ours_left_out(regimes: Mapping[str, pd.DataFrame], sparsity: float) -> list[str]:
+    """A sentence where ours finished at `sparsity` in some regimes but not in every one (e.g. it
+    empties a layer without a layer rule there), so it is not ranked; none otherwise."""
+    mains = {name: main_comparison(records) for name, records in regimes.items()}
+    finished = {name: OURS in set(main.loc[main["sparsity"] == sparsity, "method"]) for name, main in mains.items()}
+    if all(finished.values()) or not any(finished.values()):
+        return []
+    missing = [name for name, done in finished.items() if not done]
+    return [f"Ours is not ranked here: it has no finished run without a layer rule in {and_list(missing)}."]
 
 
 def _gap_to_leader(ranking: pd.DataFrame) -> str:
