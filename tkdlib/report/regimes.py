@@ -55,10 +55,15 @@ def method_ranking(records: pd.DataFrame, sparsity: float, methods: list[str] | 
     return table.sort_values(["rank", "mean"], ascending=[True, False])
 
 
+def finished_methods(regimes: Mapping[str, pd.DataFrame], sparsity: float) -> dict[str, set[str]]:
+    """Per regime name, the methods whose main-comparison run finished at `sparsity`."""
+    mains = {name: main_comparison(records) for name, records in regimes.items()}
+    return {name: set(main.loc[main["sparsity"] == sparsity, "method"]) for name, main in mains.items()}
+
+
 def shared_methods(regimes: Mapping[str, pd.DataFrame], sparsity: float) -> list[str]:
     """The methods whose main-comparison run finished at `sparsity` in every regime, in book order."""
-    mains = [main_comparison(records) for records in regimes.values()]
-    finished = [set(main.loc[main["sparsity"] == sparsity, "method"]) for main in mains]
+    finished = list(finished_methods(regimes, sparsity).values())
     return sorted(set.intersection(*finished) if finished else set(), key=method_order)
 
 
@@ -120,8 +125,7 @@ def _sparsity_sentences(names: list[str], rankings: dict[str, pd.DataFrame], spa
 def _ours_left_out(regimes: Mapping[str, pd.DataFrame], sparsity: float) -> list[str]:
     """A sentence where ours finished at `sparsity` in some regimes but not in every one (e.g. it
     empties a layer without a layer rule there), so it is not ranked; none otherwise."""
-    mains = {name: main_comparison(records) for name, records in regimes.items()}
-    finished = {name: OURS in set(main.loc[main["sparsity"] == sparsity, "method"]) for name, main in mains.items()}
+    finished = {name: OURS in methods for name, methods in finished_methods(regimes, sparsity).items()}
     if all(finished.values()) or not any(finished.values()):
         return []
     missing = [name for name, done in finished.items() if not done]
