@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tkdlib import report
-from tkdlib.throughput import add_step_timing_arguments, alternate_timings, time_alternately
+from tkdlib.runtime import CPU
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, reference_rate, time_alternately
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import run_all  # noqa: E402
@@ -89,3 +90,10 @@ def test_step_timing_arguments_take_each_benchmarks_defaults_and_leave_out_the_m
     assert "sparsity" not in vars(dense.parse_args([]))
     with pytest.raises(SystemExit):
         dense.parse_args(["--sparsity", "0.9"])
+
+
+def test_the_reference_rate_is_measured_once_per_process_and_runtime():
+    reference_rate.cache_clear()
+    first = reference_rate(CPU)
+    assert 0 < first < float("inf")
+    assert reference_rate(CPU) == first and reference_rate.cache_info().hits == 1  # runs of one sitting share it

@@ -53,6 +53,7 @@ def test_run_writes_a_complete_record(finished):
     assert record["seconds"]["total"] > 0
     assert {"device", "precision", "compile", "world_size", "cpu_model", "cpu_capability"} <= set(record["environment"])
     assert record["environment"]["world_size"] == 1 and record["environment"]["compile"] is False
+    assert record["environment"]["reference_rate"] > 0  # images/s of the reference workload, to compare seconds across sittings
     assert record["data"]["train_images"] == 256 and "JPEG" in record["data"]["train"]
     assert record["environment"]["torch"].startswith("2.14.1")
     assert record["environment"]["cpu_capability"] in {"DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256"}

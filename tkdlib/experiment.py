@@ -41,6 +41,7 @@ from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
 from tkdlib.runtime import Runtime, barrier, rank, tune_for, world_size
 from tkdlib.shared_networks import RunData, SharedNetworks, check_writable
 from tkdlib.sparse_checkpoint import save_sparse, save_sparse_mask
+from tkdlib.throughput import reference_rate
 from tkdlib.train import Distill, evaluate
 
 __all__ = ["Config", "RECORD_NAME", "finished_records", "load_record", "read_record", "run", "run_dir"]
@@ -151,12 +152,13 @@ def run(
     resumed = any((directory / PARTIAL_DIR).glob("*.pt"))
     tune_for(runtime)
     data = RunData(config, data_root, runtime)  # a missing or wrong dataset fails here, before anything is written
+    environment = _environment(runtime)
     writes = rank() == 0
     if writes:
         check_writable(directory)
         write_json(directory / "config.json", config.to_dict())
     try:
-        record = _execute(config, data, directory, Path(out_dir), runtime, progress)
+        record = _execute(config, data, directory, Path(out_dir), runtime, progress) | {"environment": environment}
     except CheckpointHashError:
         raise  # not this run's failure but a damaged file's: the run has not happened, and stays to do
     except Exception as error:
@@ -166,7 +168,7 @@ def run(
                 "config": config.to_dict(),
                 "config_hash": config.key(),
                 "error": f"{type(error).__name__}: {error}",
-                "environment": _environment(runtime),
+                "environment": environment,
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             })
         raise
@@ -179,7 +181,9 @@ def run(
 
 
 def _environment(runtime: Runtime) -> dict[str, Any]:
-    """Software and hardware of the run; `runtime` (resolved) adds device, precision, compile, world_size."""
+    """Software and hardware of the run; `runtime` (resolved) adds device, precision, compile,
+    world_size, and the machine's speed under it (``reference_rate``, images per second: see
+    `tkdlib.throughput.reference_rate`)."""
     return {
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -190,11 +194,12 @@ def _environment(runtime: Runtime) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "code_commit": _code_commit(),
+        "reference_rate": round(reference_rate(runtime), 1),
     }
 
 
 def _execute(config: Config, data: RunData, directory: Path, out_dir: Path, runtime: Runtime, progress: bool) -> dict[str, Any]:
-    """Every phase of one run; returns its record (without the wall time of the whole run).
+    """Every phase of one run; returns its record (without its environment and the wall time of the whole run).
     Only rank 0 writes the mask and the models."""
     checkpoints = SharedNetworks(out_dir / CHECKPOINTS, config, data, runtime, progress)
     test_batches = data.test_batches()
@@ -256,6 +261,5 @@ def _execute(config: Config, data: RunData, directory: Path, out_dir: Path, runt
         "checkpoints": {"sha256": checkpoints.digests, "retrained": sparse_path.relative_to(out_dir).as_posix()},
         "history": {"teacher": teacher_history, "dense": dense_history, **outcome.history},
         "data": {"train": data.train.source, "train_images": len(data.train), "test_images": len(data.test)},
-        "environment": _environment(runtime),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

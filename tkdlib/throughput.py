@@ -9,6 +9,7 @@ time, so each is the best of `repeats` measurements.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -73,16 +74,30 @@ def compare_loaders(
 
 
 def train_step_rate(
-    arch: str, batch_size: int, image_size: int, num_classes: int, steps: int = 10, warmup: int = 2, repeats: int = 2
+    arch: str, batch_size: int, image_size: int, num_classes: int, steps: int = 10, warmup: int = 2, repeats: int = 2,
+    runtime: Runtime = CPU,
 ) -> float:
     """Images per second of SGD training steps of a fresh `arch` (forward, cross-entropy, backward,
-    update) on random (batch_size, 3, image_size, image_size) channels_last batches; best of `repeats`."""
+    update) on random (batch_size, 3, image_size, image_size) channels_last batches, under
+    `runtime` (resolved; its device and autocast, never compiled nor distributed); best of `repeats`."""
     torch.manual_seed(0)
-    model = build_model(arch, num_classes).to(memory_format=torch.channels_last).train()
+    model = build_model(arch, num_classes).to(runtime.torch_device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = random_batch(batch_size, image_size, num_classes)
-    seconds = time_alternately({"train": lambda: train_step(model, optimizer, x, y)}, steps, warmup, repeats)
+    x, y = random_batch(batch_size, image_size, num_classes, runtime.torch_device)
+    step = lambda: train_step(model, optimizer, x, y, runtime)  # noqa: E731
+    seconds = time_alternately({"train": step}, steps, warmup, repeats, device=runtime.torch_device)
     return batch_size / seconds["train"]
+
+
+@functools.cache
+def reference_rate(runtime: Runtime) -> float:
+    """How fast this machine trains, as a run's record states it (``environment.reference_rate``):
+    images per second of ResNet-20 training steps at batch 128 on 32 × 32 images, 10 classes,
+    under `runtime` (resolved), the workload ``benchmarks/loader.py`` times. Best of 3 timings
+    of 2 steps after a warm-up step: about 2 s on 2 CPU cores. Measured once per process and
+    runtime, before its first run, so runs of one sitting share it; dividing a run's wall seconds
+    by it compares runs made on machines of one name that differ in speed."""
+    return train_step_rate("resnet20", 128, 32, 10, steps=2, warmup=1, repeats=3, runtime=runtime)
 
 
 def add_step_timing_arguments(

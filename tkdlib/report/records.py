@@ -20,6 +20,7 @@ import pandas as pd
 from tkdlib.config import Config
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile
+from tkdlib.shared_networks import SHARED_PHASES
 from tkdlib.report.style import label
 
 
@@ -100,6 +101,10 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "total_flops": compute["total"]["flops"],
         "total_images": compute["total"]["student_backward"],
         "total_seconds": compute["total"]["seconds"],
+        # wall seconds of the phases the run itself trained or scored (not the shared teacher and dense student)
+        "pruning_seconds": sum(compute["phases"][phase]["seconds"] for phase in compute["counted"] if phase not in SHARED_PHASES),
+        # the machine's speed in that sitting (images/s, `tkdlib.throughput.reference_rate`); records made before it lack it
+        "reference_rate": record["environment"].get("reference_rate", math.nan),
         "seconds": record["seconds"]["total"],
         "resumed": record["seconds"].get("resumed", False),  # records written before runs could resume lack it
         "data": record["data"]["train"],

@@ -13,6 +13,7 @@ import pandas as pd
 
 from tkdlib.report.records import MAIN_ROW, OURS, STAGES, VARIANT_SEPARATOR, read_record, at_comparison_sparsity, layers_at_comparison, main_comparison, records_at_comparison, variant_cells, variant_switches
 from tkdlib.report.style import and_list, label, method_order, percent, seed_cell
+from tkdlib.shared_networks import SHARED_PHASES
 
 
 PAIRED_COLUMNS = ["accuracy", "reference", "change", "seeds"]  # a variant against its reference: `paired_accuracy`
@@ -184,21 +185,31 @@ def switch_effects(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["switch", "alongside", "method", "sparsity", *PAIRED_COLUMNS])
 
 
+REFERENCE_SPEED = 1000.0  # images/s of `tkdlib.throughput.reference_rate`'s workload: the machine speed pruning seconds are scaled to
+
+
 def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Cost each method pays at the `comparison_sparsity`, in its run of the first seed (seeds can
-    run on different machines; cells of one seed can too, in later sessions, so seconds compare
-    only where the records' ``environment`` and ``finished_at`` agree): images through the student
-    backward, estimated FLOPs, wall seconds, accuracy, and ratios to ours."""
+    """Cost each method pays at the `comparison_sparsity`, in its run of the first seed: images
+    through the student backward, estimated FLOPs, accuracy, ratios to ours, and wall seconds of
+    the phases the run trained or scored itself (``pruning_seconds``: the shared teacher and dense
+    student left out), as measured and scaled to a machine that trains the reference workload at
+    `REFERENCE_SPEED` (× the run's ``reference_rate`` / `REFERENCE_SPEED`; "—" where the record
+    predates the rate). Runs of one seed finish in different sittings, on machines of one name
+    that differ up to 2× in speed: only the scaled seconds compare across them."""
     top = at_comparison_sparsity(records)
     top = top[top["seed"] == top["seed"].min()]
-    table = top.groupby("method")[["total_images", "total_flops", "total_seconds", "acc_retrained"]].mean()
+    table = top.groupby("method")[["total_images", "total_flops", "acc_retrained", "pruning_seconds", "reference_rate"]].mean()
     if OURS in table.index:
         table[["images vs ours", "FLOPs vs ours"]] = cost_over_ours(table).round(2).to_numpy()
     table["acc_retrained"] = (table["acc_retrained"] * 100).round(2)
-    table["total_seconds"] = table["total_seconds"].round(0)
+    table["scaled"] = (table["pruning_seconds"] * table["reference_rate"] / REFERENCE_SPEED).round(0)
+    table["pruning_seconds"] = table["pruning_seconds"].round(0)
     table = table.loc[sorted(table.index, key=method_order)]
     table.index = [label(name) for name in table.index]
-    return table.rename(columns={"total_images": "images (backward)", "total_flops": "FLOPs", "total_seconds": "seconds", "acc_retrained": "accuracy (%)"})
+    return table.rename(columns={
+        "total_images": "images (backward)", "total_flops": "FLOPs", "acc_retrained": "accuracy (%)", "pruning_seconds": "pruning seconds",
+        "reference_rate": "machine (images/s)", "scaled": f"pruning seconds at {REFERENCE_SPEED:,.0f} images/s",
+    })
 
 
 def cost_over_ours(by_method: pd.DataFrame) -> pd.DataFrame:
@@ -226,7 +237,7 @@ PHASE_COST_COLUMNS = {  # a record's ledger entry → the column the book shows,
 }
 
 
-SHARED_PHASES = {"teacher": "teacher_sha256", "dense": "dense_sha256"}  # phases whose checkpoint many runs share
+SHARED_CHECKPOINT_COLUMNS = {phase: f"{phase}_sha256" for phase in SHARED_PHASES}  # the records' column naming each shared checkpoint
 PHASE_ORDER = ["teacher", "dense", "calibrate", "guide", "score", "retrain"]  # as a run meets them
 
 
@@ -241,7 +252,7 @@ def phase_times(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
         compute = read_record(out_dir, run.run)["compute"]
         for phase in compute["counted"]:
             seconds = compute["phases"][phase]["seconds"]
-            digest = getattr(run, SHARED_PHASES[phase]) if phase in SHARED_PHASES else None
+            digest = getattr(run, SHARED_CHECKPOINT_COLUMNS[phase]) if phase in SHARED_CHECKPOINT_COLUMNS else None
             checkpoint = digest if isinstance(digest, str) else (f"seed {run.seed}, {seconds} s" if phase in SHARED_PHASES else run.run)
             rows.append({"phase": phase, "machine": run.machine or "not recorded", "precision": run.precision, "checkpoint": checkpoint,
                          "seconds": seconds, "date": str(run.finished_at)[:10]})
