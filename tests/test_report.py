@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from tkdlib.config import Config
 from tkdlib.data import DATASET_NAMES
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile, load_profile
@@ -48,11 +49,15 @@ def test_figure_source_names_profile_runs_seeds_and_data():
     assert "the 1 finished run of" in figure_source(records[records["seed"] == 0], "cpu")
 
 
-def test_page_caption_describes_the_profile_and_counts_its_runs():
-    records = pd.DataFrame({"dataset": ["tinyimagenet"] * 2, "data": ["tinyimagenet-200 archives"] * 2})
-    profile = SimpleNamespace(name="tin", description="Long schedules")
-    assert page_caption(profile, records) == "*Long schedules.* Profile `tin`, 2 finished runs on TinyImageNet-200."
-    assert "Profile `tin`, 1 finished run on TinyImageNet-200." in page_caption(profile, records.iloc[:1])
+def test_page_caption_describes_the_profile_and_counts_its_runs_against_its_grid():
+    grid = [Config(seed=seed) for seed in range(3)]
+    records = pd.DataFrame({"run": [config.key() for config in grid], "dataset": ["tinyimagenet"] * 3, "data": ["tinyimagenet-200 archives"] * 3})
+    profile = SimpleNamespace(name="tin", description="Long schedules", configs=lambda: grid)
+    assert page_caption(profile, records) == "*Long schedules.* Profile `tin`, on TinyImageNet-200: all 3 runs its grid plans have finished."
+    assert page_caption(profile, records.iloc[:2]).endswith(": 2 of the 3 runs its grid plans have finished.")
+    assert page_caption(profile, records.iloc[:1]).endswith(": 1 of the 3 runs its grid plans has finished.")
+    dropped = records.assign(run=["a retired cell", *records["run"][1:]])  # a record of a cell the grid no longer plans
+    assert page_caption(profile, dropped).endswith(": 2 of the 3 runs its grid plans have finished, and 1 outside it.")
 
 
 def test_every_dataset_has_a_title_for_readers():

@@ -305,8 +305,14 @@ def _finished_runs(records: pd.DataFrame) -> str:
 
 def page_caption(profile: Profile, records: pd.DataFrame) -> str:
     """The line under a summary page's title, in Markdown: the profile's description, its name,
-    and how many finished runs the page reads, on which data."""
-    return f"*{profile.description}.* Profile `{profile.name}`, {_finished_runs(records)} on {data_label(records)}."
+    its data, and how many of the runs its grid plans have finished (`records`: the finished
+    ones, by ``run``; runs of cells the grid no longer plans are counted apart)."""
+    planned = {config.key() for config in profile.configs()}
+    in_grid = int(records["run"].isin(planned).sum())
+    progress = f"all {len(planned)} runs its grid plans have" if in_grid == len(planned) else f"{in_grid} of the {len(planned)} runs its grid plans {'has' if in_grid == 1 else 'have'}"
+    outside = len(records) - in_grid
+    progress += " finished" + (f", and {outside} outside it" if outside else "")
+    return f"*{profile.description}.* Profile `{profile.name}`, on {data_label(records)}: {progress}."
 
 
 def figure_source(records: pd.DataFrame, profile: str) -> str:
