@@ -208,7 +208,7 @@ def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
     table.index = [label(name) for name in table.index]
     return table.rename(columns={
         "total_images": "images (backward)", "total_flops": "FLOPs", "acc_retrained": "accuracy (%)", "pruning_seconds": "pruning seconds",
-        "reference_rate": "machine (images/s)", "scaled": f"pruning seconds at {REFERENCE_SPEED:,.0f} images/s",
+        "reference_rate": "machine speed (images/s)", "scaled": f"pruning seconds at {REFERENCE_SPEED:,.0f} images/s",
     })
 
 
