@@ -59,6 +59,18 @@ def test_run_writes_a_complete_record(finished):
     assert record["environment"]["cpu_capability"] in {"DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256"}
 
 
+def test_the_books_frame_reads_a_records_own_seconds_and_scales_them_by_its_machine_speed(finished):
+    from tkdlib.report.records import REFERENCE_SPEED, load_records
+
+    config, out_dir, record = finished
+    row = load_records(out_dir, load_profile("sample")).set_index("run").loc[config.key()]
+    phases = record["compute"]["phases"]
+    own = sum(phases[phase]["seconds"] for phase in ("calibrate", "guide", "score", "retrain"))
+    assert row["pruning_seconds"] == pytest.approx(own) and row["total_seconds"] > row["pruning_seconds"]  # teacher, dense student left out
+    assert row["reference_rate"] == record["environment"]["reference_rate"]
+    assert row["scaled_pruning_seconds"] == pytest.approx(own * record["environment"]["reference_rate"] / REFERENCE_SPEED)
+
+
 def test_finished_run_is_not_recomputed_and_checkpoints_are_shared(finished, monkeypatch):
     config, out_dir, record = finished
 

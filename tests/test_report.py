@@ -70,7 +70,7 @@ def _records(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
         [
             {"method": m, "sparsity": s, "seed": 0, "variant": "", "acc_retrained": a, "acc_teacher": 0.9, "acc_dense": 0.85,
              "total_images": 1000 * (5 if m == "imp" else 1), "total_flops": 2e12 * (6 if m == "imp" else 1),
-             "teacher_sha256": None, "dense_sha256": None}
+             "scaled_pruning_seconds": math.nan, "teacher_sha256": None, "dense_sha256": None}
             for m, s, a in rows
         ]
     )
@@ -106,6 +106,10 @@ def test_headline_counts_imp_cost_once_both_ran(tmp_path: Path):
     numbers = headline(records)
     assert numbers["images_vs_ours_imp"] == 5 and numbers["flops_vs_ours_imp"] == 6
     assert "costs 6.00 × the FLOPs of teacher-guided one-shot pruning and 5.00 × the images" in iterative_cost_text(records, profile)
+    assert "wall time" not in iterative_cost_text(records, profile) and "seconds_vs_ours_imp" not in numbers  # records predating the machine's speed
+    timed = records.assign(scaled_pruning_seconds=[300.0, 1200.0, 50.0])
+    assert headline(timed)["seconds_vs_ours_imp"] == 4
+    assert "Its pruning rounds take 4.00 × the wall time of our guiding, scoring and retraining" in iterative_cost_text(timed, profile)
     assert "The best of the other methods, IMP (iterative, rewinding), reaches 81.0 %. Ours ranks 2 of 2, 1.0 points behind." in headline_text(records, profile)
     ahead = _records([("teacher_guided", 0.9, 0.83), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.75)])
     assert "The best of the other methods, magnitude, reaches 82.0 %. Ours ranks 1 of 3, 1.0 points ahead." in headline_text(ahead, profile)
@@ -457,8 +461,9 @@ def test_results_table_gives_each_layer_rule_its_own_column_beside_its_sparsity(
 
 def test_efficiency_table_compares_the_first_seeds_runs_only_and_scales_their_seconds_to_one_machine_speed():
     seed_0 = _records([("teacher_guided", 0.9, 0.80), ("imp", 0.9, 0.81), ("magnitude", 0.9, 0.82)]).assign(
-        pruning_seconds=[100.0, 600.0, 50.0], reference_rate=[500.0, 1500.0, math.nan])  # ours on a slow sitting; magnitude's record predates the rate
-    seed_1 = _records([("teacher_guided", 0.9, 0.78)]).assign(seed=1, pruning_seconds=40.0, reference_rate=1000.0)
+        pruning_seconds=[100.0, 600.0, 50.0], reference_rate=[500.0, 1500.0, math.nan],  # ours on a slow sitting; magnitude's record predates the rate
+        scaled_pruning_seconds=[50.0, 900.0, math.nan])
+    seed_1 = _records([("teacher_guided", 0.9, 0.78)]).assign(seed=1, pruning_seconds=40.0, reference_rate=1000.0, scaled_pruning_seconds=40.0)
     table = efficiency_table(pd.concat([seed_0, seed_1], ignore_index=True))
     assert list(table.index) == ["teacher-guided (ours)", "magnitude", "IMP (iterative, rewinding)"]
     assert table["pruning seconds"].tolist() == [100.0, 50.0, 600.0] and table["accuracy (%)"].tolist() == [80.0, 82.0, 81.0]

@@ -41,6 +41,9 @@ DATASET_TITLES = {  # how readers know each of `tkdlib.data.DATASET_NAMES`
 }
 
 
+REFERENCE_SPEED = 1000.0  # images/s of `tkdlib.throughput.reference_rate`'s workload: the machine speed pruning seconds are scaled to
+
+
 MASK_ONLY = frozenset({"retrain_epochs=0", "allow_layer_collapse=True"})  # switches of a mask-only cell of the main methods
 
 
@@ -79,8 +82,16 @@ def failed_runs(out_dir: str | Path, profile: Profile | None = None) -> pd.DataF
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
+    """The frame's row of one finished record. Besides the config and the accuracies: total and
+    ``pruning_seconds`` (wall seconds of the phases the run trained or scored itself, not the
+    shared teacher and dense student), ``reference_rate`` (the machine's speed in that sitting,
+    images/s of `tkdlib.throughput.reference_rate`; NaN in records made before it) and
+    ``scaled_pruning_seconds`` (the pruning seconds on a machine running that workload at
+    `REFERENCE_SPEED`)."""
     config, compute = record["config"], record["compute"]
     settings = Config.from_dict(config)
+    pruning_seconds = sum(compute["phases"][phase]["seconds"] for phase in compute["counted"] if phase not in SHARED_PHASES)
+    reference_rate = record["environment"].get("reference_rate", math.nan)
     return {
         "run": record["config_hash"],
         "dataset": config["dataset"],
@@ -101,10 +112,9 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "total_flops": compute["total"]["flops"],
         "total_images": compute["total"]["student_backward"],
         "total_seconds": compute["total"]["seconds"],
-        # wall seconds of the phases the run itself trained or scored (not the shared teacher and dense student)
-        "pruning_seconds": sum(compute["phases"][phase]["seconds"] for phase in compute["counted"] if phase not in SHARED_PHASES),
-        # the machine's speed in that sitting (images/s, `tkdlib.throughput.reference_rate`); records made before it lack it
-        "reference_rate": record["environment"].get("reference_rate", math.nan),
+        "pruning_seconds": pruning_seconds,
+        "reference_rate": reference_rate,
+        "scaled_pruning_seconds": pruning_seconds * reference_rate / REFERENCE_SPEED,
         "seconds": record["seconds"]["total"],
         "resumed": record["seconds"].get("resumed", False),  # records written before runs could resume lack it
         "data": record["data"]["train"],

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from tkdlib.report.records import MAIN_ROW, OURS, STAGES, VARIANT_SEPARATOR, read_record, at_comparison_sparsity, layers_at_comparison, main_comparison, records_at_comparison, variant_cells, variant_switches
+from tkdlib.report.records import MAIN_ROW, OURS, REFERENCE_SPEED, STAGES, VARIANT_SEPARATOR, read_record, at_comparison_sparsity, layers_at_comparison, main_comparison, records_at_comparison, variant_cells, variant_switches
 from tkdlib.report.style import and_list, label, method_order, percent, seed_cell
 from tkdlib.shared_networks import SHARED_PHASES
 
@@ -185,30 +185,27 @@ def switch_effects(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["switch", "alongside", "method", "sparsity", *PAIRED_COLUMNS])
 
 
-REFERENCE_SPEED = 1000.0  # images/s of `tkdlib.throughput.reference_rate`'s workload: the machine speed pruning seconds are scaled to
-
-
 def efficiency_table(records: pd.DataFrame) -> pd.DataFrame:
     """Cost each method pays at the `comparison_sparsity`, in its run of the first seed: images
-    through the student backward, estimated FLOPs, accuracy, ratios to ours, and wall seconds of
-    the phases the run trained or scored itself (``pruning_seconds``: the shared teacher and dense
-    student left out), as measured and scaled to a machine that trains the reference workload at
-    `REFERENCE_SPEED` (× the run's ``reference_rate`` / `REFERENCE_SPEED`; "—" where the record
-    predates the rate). Runs of one seed finish in different sittings, on machines of one name
-    that differ up to 2× in speed: only the scaled seconds compare across them."""
+    through the student backward, estimated FLOPs, accuracy, ratios to ours, and the wall seconds
+    of the phases the run trained or scored itself (the shared teacher and dense student left
+    out), as measured and scaled to one machine speed (`load_records`: ``scaled_pruning_seconds``;
+    "—" where the record predates the machine's measurement). Runs of one seed finish in different
+    sittings, on machines of one name that differ up to 2× in speed: only the scaled seconds
+    compare across them."""
     top = at_comparison_sparsity(records)
     top = top[top["seed"] == top["seed"].min()]
-    table = top.groupby("method")[["total_images", "total_flops", "acc_retrained", "pruning_seconds", "reference_rate"]].mean()
+    columns = ["total_images", "total_flops", "acc_retrained", "pruning_seconds", "reference_rate", "scaled_pruning_seconds"]
+    table = top.groupby("method")[columns].mean()
     if OURS in table.index:
         table[["images vs ours", "FLOPs vs ours"]] = cost_over_ours(table).round(2).to_numpy()
     table["acc_retrained"] = (table["acc_retrained"] * 100).round(2)
-    table["scaled"] = (table["pruning_seconds"] * table["reference_rate"] / REFERENCE_SPEED).round(0)
-    table["pruning_seconds"] = table["pruning_seconds"].round(0)
+    table[["pruning_seconds", "scaled_pruning_seconds"]] = table[["pruning_seconds", "scaled_pruning_seconds"]].round(0)
     table = table.loc[sorted(table.index, key=method_order)]
     table.index = [label(name) for name in table.index]
     return table.rename(columns={
         "total_images": "images (backward)", "total_flops": "FLOPs", "acc_retrained": "accuracy (%)", "pruning_seconds": "pruning seconds",
-        "reference_rate": "machine speed (images/s)", "scaled": f"pruning seconds at {REFERENCE_SPEED:,.0f} images/s",
+        "reference_rate": "machine speed (images/s)", "scaled_pruning_seconds": f"pruning seconds at {REFERENCE_SPEED:,.0f} images/s",
     })
 
 

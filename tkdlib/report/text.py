@@ -175,11 +175,13 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
     ``methods_compared``, ``ours_rank`` (1 = most accurate) and ``gap_to_best_other`` (percentage
     points, negative when another method is more accurate), ``images_vs_ours_<method>`` and
     ``flops_vs_ours_<method>`` (each other method's images through the student's backward and its
-    FLOPs, over ours; both count the teacher and dense student a method pays for).
+    FLOPs, over ours; both count the teacher and dense student a method pays for), and
+    ``seconds_vs_ours_<method>`` where both records measured their machine (the wall seconds of
+    the method's own phases over ours, each scaled to one machine speed: ``scaled_pruning_seconds``).
     """
     main = main_comparison(records)
     top = at_comparison_sparsity(records)
-    by_method = top.groupby("method")[["acc_retrained", "total_images", "total_flops"]].mean()
+    by_method = top.groupby("method")[["acc_retrained", "total_images", "total_flops", "scaled_pruning_seconds"]].mean()
     seeds = top.groupby("method")["seed"].nunique()
     spread = top.groupby("method")["acc_retrained"].agg(lambda accuracy: (accuracy.max() - accuracy.min()) * 100)
     numbers: dict[str, float] = {
@@ -199,6 +201,8 @@ def headline(records: pd.DataFrame) -> dict[str, float]:
         ratios = cost_over_ours(by_method).drop(OURS)
         for column, quantity in (("total_images", "images_vs_ours"), ("total_flops", "flops_vs_ours")):
             numbers.update({f"{quantity}_{m}": float(ratio) for m, ratio in ratios[column].items()})
+        seconds = by_method["scaled_pruning_seconds"]
+        numbers.update({f"seconds_vs_ours_{m}": float(value / seconds[OURS]) for m, value in seconds.drop(OURS).dropna().items() if seconds[OURS] > 0})
     return numbers
 
 
@@ -293,10 +297,16 @@ def _iterative_cost_sentence(numbers: dict[str, float], imp_planned: bool) -> st
         return f"This profile does not run iterative magnitude pruning at {at}."
     if "images_vs_ours_imp" not in numbers:
         return f"Iterative magnitude pruning has not run at {at} yet."
-    return (
+    text = (
         f"Iterative magnitude pruning costs {numbers['flops_vs_ours_imp']:.2f} × the FLOPs of teacher-guided one-shot pruning "
         f"and {numbers['images_vs_ours_imp']:.2f} × the images, counting the teacher and dense student each pays for."
     )
+    if "seconds_vs_ours_imp" in numbers:
+        text += (
+            f" Its pruning rounds take {numbers['seconds_vs_ours_imp']:.2f} × the wall time of our guiding, scoring and retraining "
+            "(each run's seconds scaled by the speed its machine measured)."
+        )
+    return text
 
 
 def _finished_runs(records: pd.DataFrame) -> str:
