@@ -70,7 +70,7 @@ def _records(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
         [
             {"method": m, "sparsity": s, "seed": 0, "variant": "", "acc_retrained": a, "acc_teacher": 0.9, "acc_dense": 0.85,
              "total_images": 1000 * (5 if m == "imp" else 1), "total_flops": 2e12 * (6 if m == "imp" else 1),
-             "scaled_pruning_seconds": math.nan, "teacher_sha256": None, "dense_sha256": None}
+             "reference_rate": math.nan, "scaled_pruning_seconds": math.nan, "teacher_sha256": None, "dense_sha256": None}
             for m, s, a in rows
         ]
     )
@@ -492,12 +492,13 @@ def test_phase_times_count_a_shared_checkpoint_once_per_digest_and_group_by_mach
     record("c", 50.0, 20.0)  # another machine, its own teacher
     records = _records([("teacher_guided", 0.9, 0.8), ("magnitude", 0.9, 0.82), ("snip", 0.9, 0.79)]).assign(
         run=["a", "b", "c"], teacher_sha256=["t1", "t1", "t2"], machine=["AMD EPYC", "AMD EPYC", "Intel"],
-        precision="bf16", finished_at=["2026-12-01T10:00:00", "2026-12-03T10:00:00", "2026-12-02T00:00:00"],
+        precision="bf16", finished_at=["2026-12-01T10:00:00", "2026-12-03T10:00:00", "2026-12-02T00:00:00"], reference_rate=[600.0, 900.0, 700.0],
     )
     table = phase_times(tmp_path, records)
     assert list(table.index) == [("teacher", "AMD EPYC", "bf16"), ("teacher", "Intel", "bf16"), ("retrain", "AMD EPYC", "bf16"), ("retrain", "Intel", "bf16")]
     assert table.loc[("teacher", "AMD EPYC", "bf16"), "times"] == 1  # one checkpoint, used twice
-    assert table.loc[("retrain", "AMD EPYC", "bf16")].tolist() == [2, 20.0, 10.0, 30.0, "2026-12-01", "2026-12-03"]
+    assert table.loc[("retrain", "AMD EPYC", "bf16")].tolist() == [2, 20.0, 10.0, 30.0, 750.0, "2026-12-01", "2026-12-03"]
+    assert math.isnan(table.loc[("teacher", "AMD EPYC", "bf16"), "machine speed (images/s)"])  # trained in a sitting of its own
 
 
 def test_phase_costs_list_each_methods_phases_in_book_order_with_readable_columns(tmp_path: Path):

@@ -241,7 +241,10 @@ PHASE_ORDER = ["teacher", "dense", "calibrate", "guide", "score", "retrain"]  # 
 def phase_times(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
     """Where, when and how long every phase ran, from the run records: one row per phase,
     machine (CPU model) and precision, with the number of times it ran, the median, lowest and
-    highest wall seconds, and the first and last date a run holding it finished. A shared teacher
+    highest wall seconds, the median speed the machine measured in the sittings that ran it
+    (``reference_rate``, images/s; "—" for the shared phases, which ran in sittings of their own,
+    and for records made before the measurement), and the first and last date a run holding it
+    finished. A shared teacher
     or dense student counts once per checkpoint: its sha256, or, in records made before digests
     were recorded, its seed and the seconds its training took (every run using it copies them)."""
     rows = []
@@ -252,11 +255,12 @@ def phase_times(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
             digest = getattr(run, SHARED_CHECKPOINT_COLUMNS[phase]) if phase in SHARED_CHECKPOINT_COLUMNS else None
             checkpoint = digest if isinstance(digest, str) else (f"seed {run.seed}, {seconds} s" if phase in SHARED_PHASES else run.run)
             rows.append({"phase": phase, "machine": run.machine or "not recorded", "precision": run.precision, "checkpoint": checkpoint,
-                         "seconds": seconds, "date": str(run.finished_at)[:10]})
+                         "seconds": seconds, "speed": math.nan if phase in SHARED_PHASES else run.reference_rate, "date": str(run.finished_at)[:10]})
     frame = pd.DataFrame(rows).drop_duplicates(["phase", "checkpoint"])
     frame = frame.sort_values("phase", key=lambda phase: phase.map(PHASE_ORDER.index), kind="stable")
     grouped = frame.groupby(["phase", "machine", "precision"], sort=False)
     table = grouped["seconds"].agg(times="count", median="median", lowest="min", highest="max")
+    table["machine speed (images/s)"] = grouped["speed"].median()
     table[["first", "last"]] = grouped["date"].agg(["min", "max"]).to_numpy()
     return table.rename(columns={"median": "median (s)", "lowest": "lowest (s)", "highest": "highest (s)"})
 
