@@ -84,7 +84,7 @@ def train_step_rate(
     model = build_model(arch, num_classes).to(runtime.torch_device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = random_batch(batch_size, image_size, num_classes, runtime.torch_device)
-    step = lambda: train_step(model, optimizer, x, y, runtime)  # noqa: E731
+    step = functools.partial(train_step, model, optimizer, x, y, runtime)
     seconds = time_alternately({"train": step}, steps, warmup, repeats, device=runtime.torch_device)
     return batch_size / seconds["train"]
 
@@ -95,8 +95,8 @@ def reference_rate(runtime: Runtime) -> float:
     images per second of ResNet-20 training steps at batch 128 on 32 × 32 images, 10 classes,
     under `runtime` (resolved), the workload ``benchmarks/loader.py`` times. Best of 3 timings
     of 2 steps after a warm-up step: about 2 s on 2 CPU cores. Measured once per process and
-    runtime, before its first run, so runs of one sitting share it; dividing a run's wall seconds
-    by it compares runs made on machines of one name that differ in speed."""
+    runtime, before its first run, so runs of one sitting share it; a run's wall seconds times it
+    (the work done, in reference images) compare across machines of one name that differ in speed."""
     return train_step_rate("resnet20", 128, 32, 10, steps=2, warmup=1, repeats=3, runtime=runtime)
 
 

@@ -20,8 +20,8 @@ import pandas as pd
 from tkdlib.config import Config
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.profile import Profile
-from tkdlib.shared_networks import SHARED_PHASES
 from tkdlib.report.style import label
+from tkdlib.shared_networks import SHARED_PHASES
 
 
 STAGES = ("teacher", "dense", "guided", "pruned", "pruned_bn", "retrained")  # pruned_bn: BatchNorm re-estimated (records since it existed)

@@ -244,9 +244,9 @@ def phase_times(out_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame:
     highest wall seconds, the median speed the machine measured in the sittings that ran it
     (``reference_rate``, images/s; "—" for the shared phases, which ran in sittings of their own,
     and for records made before the measurement), and the first and last date a run holding it
-    finished. A shared teacher
-    or dense student counts once per checkpoint: its sha256, or, in records made before digests
-    were recorded, its seed and the seconds its training took (every run using it copies them)."""
+    finished. A shared teacher or dense student counts once per checkpoint: its sha256, or, in
+    records made before digests were recorded, its seed and the seconds its training took (every
+    run using it copies them)."""
     rows = []
     for run in records.itertuples():
         compute = read_record(out_dir, run.run)["compute"]
