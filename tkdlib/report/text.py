@@ -55,7 +55,9 @@ def _ours_under_layer_rules(records: pd.DataFrame, sparsity: float) -> list[str]
     teacher-guided pruning finished at `sparsity`: its accuracy (%, seeds averaged) and that of
     the most accurate other method run with the same rule, if any."""
     phrases = []
-    for rule, runs in list(runs_by_layer_rule(records))[1:]:
+    for rule, runs in runs_by_layer_rule(records):
+        if rule == "":
+            continue
         accuracy = runs[runs["sparsity"] == sparsity].groupby("method")["acc_retrained"].mean() * 100
         if OURS not in accuracy:
             continue
