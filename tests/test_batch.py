@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import nbformat
@@ -105,9 +106,10 @@ def test_dry_run_lists_only_the_shard(tmp_path, capsys):
     assert main(common + ["--shard", "2/3"]) == 0
     out = capsys.readouterr().out
     assert "shard 2/3: 2 of 5 cells" in out
-    assert [line.split()[-2] for line in out.splitlines()[1:]] == ["s=0.2", "s=0.5"]
+    assert [line.split()[-2] for line in out.splitlines()[1:-1]] == ["s=0.2", "s=0.5"]
+    assert out.splitlines()[-1] == "2 to run, none like a finished cell to estimate from"
     assert main(common + ["--shard", "3/3", "--only", "s=0.[1234]"]) == 0
-    assert [line.split()[-2] for line in capsys.readouterr().out.splitlines()[1:]] == ["s=0.3"]
+    assert [line.split()[-2] for line in capsys.readouterr().out.splitlines()[1:-1]] == ["s=0.3"]
 
 
 def test_only_that_selects_no_cell_is_an_error_before_any_work(tmp_path, capsys):
@@ -147,6 +149,11 @@ def test_a_failed_cell_is_listed_and_skipped_until_the_batch_is_told_to_retry_it
 
     assert main(common + ["--dry-run"]) == 0
     assert capsys.readouterr().out.strip() == f"failed    {magnitude.directory.name}  {magnitude.label()}  ({error})"
+    # The other cells list their own minutes; a cell to run is estimated from its method's finished cells.
+    assert main(["batch", "--profile", str(tiny_batch.profile), "--out-dir", str(out_dir), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(re.fullmatch(r"done .*  \(\d+ min\)", line) for line in lines if not line.startswith("failed"))
+    assert len(lines) == 3
     assert main(common) == 0
     out = capsys.readouterr().out
     assert f"NOT RUN {magnitude.label()}: it failed before ({error}); --retry-failed runs it again" in out

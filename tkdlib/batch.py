@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from tkdlib.io import atomic_write
 from tkdlib.experiment import Config, load_record, read_record, run, run_dir
+from tkdlib.plan import duration, estimate, estimates, own_seconds, summary
 from tkdlib.profile import Profile, load_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +70,26 @@ def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None 
     return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
 
 
-def _print_cells(selected: list[Cell]) -> None:
-    """One line per cell: ``done``; ``failed`` when its record says it failed (a batch skips it
-    unless told to retry failed cells), with the error; else ``todo``."""
+def _print_cells(selected: list[Cell], every: list[Cell]) -> None:
+    """One line per cell: ``done`` with the wall time of its own phases; ``failed`` when its record
+    says it failed (a batch skips it unless told to retry failed cells), with the error; else
+    ``todo``, with the time the finished cells of `every` like it took (`tkdlib.plan`). Then a line
+    on how long the cells to run should take, if there are any."""
+    finished = {cell.directory: own_seconds(record) for cell in every if (record := load_record(cell.directory)) is not None}
+    costs = estimates((cell.config, cell.changes, finished[cell.directory]) for cell in every if cell.directory in finished)
+    to_run: list[float | None] = []
     for cell in selected:
-        failure = None if cell.done else cell.failure
-        status = "done" if cell.done else "failed" if failure else "todo"
-        print(f"{status:9} {cell.directory.name}  {cell.label()}" + (f"  ({_last_line(failure)})" if failure else ""))
+        if cell.directory in finished:
+            status, note = "done", f"  ({duration(finished[cell.directory])})"
+        elif (failure := cell.failure) is not None:
+            status, note = "failed", f"  ({_last_line(failure)})"
+        else:
+            seconds, said = estimate(costs, cell.config, cell.changes)
+            to_run.append(seconds)
+            status, note = "todo", f"  ({said})" if said else ""
+        print(f"{status:9} {cell.directory.name}  {cell.label()}{note}")
+    if to_run:
+        print(summary(to_run))
 
 
 def _last_line(text: str) -> str:
@@ -207,7 +221,7 @@ def run_batch(
         todo = shard(todo, *shard_of)
         print(f"shard {shard_of[0]}/{shard_of[1]}: {len(todo)} of {selected} cells")
     if dry_run:
-        _print_cells(todo)
+        _print_cells(todo, cells(profile, root))
         return 0
     failures: list[str] = []
     not_run: list[str] = []

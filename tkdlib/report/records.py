@@ -19,9 +19,9 @@ import pandas as pd
 
 from tkdlib.config import Config
 from tkdlib.experiment import RECORD_NAME
+from tkdlib.plan import own_seconds
 from tkdlib.profile import Profile
 from tkdlib.report.style import label
-from tkdlib.shared_networks import SHARED_PHASES
 
 
 STAGES = ("teacher", "dense", "guided", "pruned", "pruned_bn", "retrained")  # pruned_bn: BatchNorm re-estimated (records since it existed)
@@ -90,7 +90,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     `REFERENCE_SPEED`)."""
     config, compute = record["config"], record["compute"]
     settings = Config.from_dict(config)
-    pruning_seconds = sum(compute["phases"][phase]["seconds"] for phase in compute["counted"] if phase not in SHARED_PHASES)
+    pruning_seconds = own_seconds(record)
     reference_rate = record["environment"].get("reference_rate", math.nan)
     return {
         "run": record["config_hash"],
