@@ -228,6 +228,19 @@ def test_by_sparsity_text_gives_ours_under_a_layer_rule_where_it_failed_without_
     )
 
 
+def test_by_sparsity_text_tells_a_sparsity_run_only_under_a_layer_rule_from_that_rule():
+    floor = _records([("teacher_guided", 0.98, 0.713), ("magnitude", 0.98, 0.729), ("ce_gradient", 0.98, 0.717)]).assign(variant="layer_floor=0.005")
+    records = pd.concat([_records([("magnitude", 0.9, 0.85)]), floor, _records([("magnitude", 0.98, 0.70)]).assign(variant="allow_layer_collapse=True")])
+    assert by_sparsity_text(records).splitlines()[1] == (
+        "- At 98 % sparsity, with the per-layer floor 0.5 % (no run without a layer rule has finished there), magnitude is the "
+        "most accurate of the 3 methods finished (72.9 %); teacher-guided pruning ranks 3 with 71.3 %, 1.6 points behind."
+    )
+    failed = pd.DataFrame([{"method": "teacher_guided", "sparsity": 0.98, "seed": 0, "variant": "layer_floor=0.005", "error": "NonFiniteLossError"}])
+    assert by_sparsity_text(records[records["method"] != "teacher_guided"], failed).endswith(
+        "(72.9 %); teacher-guided pruning failed there."
+    )
+
+
 def _ablation_profile(tmp_path: Path) -> Profile:
     path = tmp_path / "abl.toml"
     path.write_text(

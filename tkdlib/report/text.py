@@ -12,7 +12,7 @@ import pandas as pd
 from tkdlib.profile import Profile
 from tkdlib.report.records import OURS, VARIANT_SEPARATOR, at_comparison_sparsity, comparison_sparsity, data_label, main_comparison, per_seed, planned_methods, variant_name
 from tkdlib.report.style import and_list, label, method_order
-from tkdlib.report.tables import ablation_table, cost_over_ours, runs_by_layer_rule
+from tkdlib.report.tables import ablation_table, cost_over_ours, layer_rule, runs_by_layer_rule
 
 
 def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> str:
@@ -20,34 +20,52 @@ def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) 
     method there (retrained accuracy, seeds averaged) and where teacher-guided pruning ranks and
     by how many percentage points it trails or leads, or that its run failed there (`failed`:
     `failed_runs` with the profile) or has not finished. Where the methods there ran different
-    numbers of seeds, each quoted accuracy says how many it averages."""
-    grouped = main_comparison(records).groupby(["sparsity", "method"])
-    accuracy, seeds = grouped["acc_retrained"].mean() * 100, grouped["seed"].nunique()
-    failed_ours = set() if failed is None else set(failed.loc[(failed["variant"] == "") & (failed["method"] == OURS), "sparsity"])
-    sentences = []
-    for sparsity, by_method in accuracy.groupby(level="sparsity"):
-        ranked = by_method.droplevel("sparsity").sort_values(ascending=False)
-        seeds_here = seeds.loc[sparsity]
-        quoted = partial(_quoted, ranked, seeds_here if seeds_here.nunique() > 1 else None)
-        leaders = [method for method in ranked.index if ranked[method] == ranked.iloc[0]]
-        best = next((method for method in leaders if method != OURS), OURS)  # ours leads only alone
-        at = f"At {sparsity * 100:.0f} % sparsity"
-        if len(ranked) == 1:
-            text = f"{at}, only {label(best)} has finished ({quoted(best)})"
-        else:
-            text = f"{at}, {label(best)} is the most accurate of the {len(ranked)} methods finished ({quoted(best)})"
-        if best == OURS:
-            if len(ranked) > 1:
-                text += f", {_points(ranked.iloc[0] - ranked.iloc[1])} points ahead of {label(ranked.index[1])}"
-        elif OURS in ranked and ranked[OURS] == ranked[best]:
-            text += "; teacher-guided pruning ties it"
-        elif OURS in ranked:
-            text += f"; teacher-guided pruning ranks {rank(ranked, OURS)} with {quoted(OURS)}, {_points(ranked[best] - ranked[OURS])} points behind"
-        else:
-            text += f"; teacher-guided pruning {'failed' if sparsity in failed_ours else 'has not finished'} there"
-            text += "".join(f"; {phrase}" for phrase in _ours_under_layer_rules(records, sparsity))
-        sentences.append(text + ".")
-    return "\n".join(f"- {sentence}" for sentence in sentences)
+    numbers of seeds, each quoted accuracy says how many it averages. A sparsity where no run
+    without a layer rule has finished is told from the first layer rule of `runs_by_layer_rule`
+    that has runs there, and says so."""
+    failed_ours = set()
+    if failed is not None:
+        ours = failed[failed["method"] == OURS]
+        failed_ours = set(zip(ours["variant"].map(lambda variant: layer_rule(variant) if variant else ""), ours["sparsity"]))
+    sentences: dict[float, str] = {}
+    for rule, runs in runs_by_layer_rule(records):
+        grouped = runs.groupby(["sparsity", "method"])
+        accuracy, seeds = grouped["acc_retrained"].mean() * 100, grouped["seed"].nunique()
+        for sparsity, by_method in accuracy.groupby(level="sparsity"):
+            if sparsity in sentences:
+                continue
+            at = f"At {sparsity * 100:.0f} % sparsity"
+            if rule:
+                at += f", with the {rule} (no run without a layer rule has finished there)"
+            text = _ranking_sentence(at, by_method.droplevel("sparsity"), seeds.loc[sparsity], (rule, sparsity) in failed_ours)
+            if OURS not in by_method.index.get_level_values("method"):
+                text += "".join(f"; {phrase}" for phrase in _ours_under_layer_rules(records, sparsity))
+            sentences[sparsity] = text
+    return "\n".join(f"- {sentences[sparsity]}." for sparsity in sorted(sentences))
+
+
+def _ranking_sentence(at: str, accuracy: pd.Series, seeds: pd.Series, ours_failed: bool) -> str:
+    """`at` (where: "At 90 % sparsity"), then the most accurate method of `accuracy` (%, one value
+    per method; `seeds`: how many seeds each averages) and where teacher-guided pruning stands
+    against it: its rank and gap, or that it `ours_failed` or has not finished there."""
+    ranked = accuracy.sort_values(ascending=False)
+    quoted = partial(_quoted, ranked, seeds if seeds.nunique() > 1 else None)
+    leaders = [method for method in ranked.index if ranked[method] == ranked.iloc[0]]
+    best = next((method for method in leaders if method != OURS), OURS)  # ours leads only alone
+    if len(ranked) == 1:
+        text = f"{at}, only {label(best)} has finished ({quoted(best)})"
+    else:
+        text = f"{at}, {label(best)} is the most accurate of the {len(ranked)} methods finished ({quoted(best)})"
+    if best == OURS:
+        if len(ranked) > 1:
+            text += f", {_points(ranked.iloc[0] - ranked.iloc[1])} points ahead of {label(ranked.index[1])}"
+    elif OURS in ranked and ranked[OURS] == ranked[best]:
+        text += "; teacher-guided pruning ties it"
+    elif OURS in ranked:
+        text += f"; teacher-guided pruning ranks {rank(ranked, OURS)} with {quoted(OURS)}, {_points(ranked[best] - ranked[OURS])} points behind"
+    else:
+        text += f"; teacher-guided pruning {'failed' if ours_failed else 'has not finished'} there"
+    return text
 
 
 def _ours_under_layer_rules(records: pd.DataFrame, sparsity: float) -> list[str]:
