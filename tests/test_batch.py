@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import TINY_PROFILE
 from tkdlib.__main__ import main
 from tkdlib.batch import cells, parse_shard, run_batch, shard
 from tkdlib.experiment import load_record
@@ -107,7 +108,7 @@ def test_dry_run_lists_only_the_shard(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "shard 2/3: 2 of 5 cells" in out
     assert [line.split()[-2] for line in out.splitlines()[1:-1]] == ["s=0.2", "s=0.5"]
-    assert out.splitlines()[-1] == "2 to run, none like a finished cell to estimate from"
+    assert out.splitlines()[-1] == "2 to run, none like a finished cell to estimate from; and 2 shared checkpoints to train first (not estimated)"
     assert main(common + ["--shard", "3/3", "--only", "s=0.[1234]"]) == 0
     assert [line.split()[-2] for line in capsys.readouterr().out.splitlines()[1:-1]] == ["s=0.3"]
 
@@ -163,3 +164,28 @@ def test_a_failed_cell_is_listed_and_skipped_until_the_batch_is_told_to_retry_it
 
     assert main(common + ["--retry-failed"]) == 0
     assert magnitude.failure is None and magnitude.done
+
+
+def test_hours_start_only_the_cells_their_like_says_will_end_in_time(tiny_batch, tmp_path, capsys):
+    """A second seed of magnitude is estimated from the first (and its teacher and dense student,
+    which it trains first, from the first seed's); SNIP has nothing like it finished. Too few hours start neither; enough start
+    the one with an estimate."""
+    out_dir = tmp_path / "runs"
+    shutil.copytree(tiny_batch.out_dir, out_dir)
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(TINY_PROFILE + '[[grid]]\nmethod = ["magnitude"]\nsparsity = [0.8]\nseed = [1]\n[[grid]]\nmethod = ["snip"]\nsparsity = [0.8]\n')
+    common = ["batch", "--profile", str(profile), "--out-dir", str(out_dir), "--no-notebooks"]
+
+    assert main(common + ["--dry-run", "--only", "seed=1"]) == 0
+    assert re.fullmatch(r"1 to run: ≈ \d+ min, from finished cells like them; and 2 shared checkpoints to train first \(≈ \d+ min\)", capsys.readouterr().out.splitlines()[-1])
+    assert main(common + ["--hours", "1e-6"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"NOT RUN \S+ resnet20 magnitude s=0.8 seed=1: not started: it should take ≈ \d+ min, more than the 0 min left of --hours", out)
+    assert "NOT RUN cifar10-sample resnet20 snip s=0.8 seed=0: not started: nothing finished like it" in out
+    assert main(common + ["--hours", "1"]) == 0
+    out = capsys.readouterr().out
+    seed_1, snip = (next(cell for cell in cells(load_profile(profile), out_dir) if cell.config.method == method and cell.config.seed == seed)
+                    for method, seed in (("magnitude", 1), ("snip", 0)))
+    assert seed_1.done and not snip.done and "snip s=0.8 seed=0: not started" in out
+    assert main(common + ["--hours", "0"]) == 2
+    assert "--hours must be a positive number of hours, got 0.0" in capsys.readouterr().err

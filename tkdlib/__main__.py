@@ -267,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         help="list the cells (of the shard): done, failed (with the error) or todo",
     )
     batch.add_argument("--retry-failed", action="store_true", help="run again the cells whose record says they failed (skipped otherwise)")
+    batch.add_argument(
+        "--hours", type=float, default=None, metavar="H",
+        help="start only the cells that the finished cells like them say will end within H hours of the start (see --dry-run); list the others",
+    )
     what_runs = batch.add_mutually_exclusive_group()
     what_runs.add_argument(
         "--no-notebooks", action="store_true", help="run the cells directly, without papermill or summary notebooks (same records)"
@@ -290,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         failures = run_batch(
             args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,
             notebooks=not args.no_notebooks, examples=args.examples, run_cells=not args.summaries_only, retry_failed=args.retry_failed,
+            hours=args.hours,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,12 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from tkdlib.io import atomic_write
+from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
 from tkdlib.experiment import Config, load_record, read_record, run, run_dir
-from tkdlib.plan import duration, estimate, estimates, own_seconds, summary
+from tkdlib.io import atomic_write
+from tkdlib.plan import Estimates, duration, own_seconds, summary
 from tkdlib.profile import Profile, load_profile
+from tkdlib.shared_networks import shared_phases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -57,6 +60,12 @@ class Cell:
         record = read_record(self.directory)
         return record["error"] if record is not None and record["status"] == "failed" else None
 
+    def missing_checkpoints(self) -> dict[str, Path]:
+        """The shared checkpoints this cell needs that are not on disk yet: phase → file."""
+        folder = self.directory.parent / CHECKPOINTS
+        paths = {phase: checkpoint_path(folder, self.config, phase) for phase in shared_phases(self.config)}
+        return {phase: path for phase, path in paths.items() if not path.is_file()}
+
     def label(self) -> str:
         c = self.config
         extra = "".join(f" {name}={value}" for name, value in self.changes.items())
@@ -70,26 +79,45 @@ def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None 
     return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
 
 
+def estimates_of(every: list[Cell]) -> Estimates:
+    """`Estimates` from the finished cells among `every`."""
+    finished = ((cell, load_record(cell.directory)) for cell in every)
+    return Estimates.from_records((cell.config, cell.changes, record) for cell, record in finished if record is not None)
+
+
 def _print_cells(selected: list[Cell], every: list[Cell]) -> None:
     """One line per cell: ``done`` with the wall time of its own phases; ``failed`` when its record
     says it failed (a batch skips it unless told to retry failed cells), with the error; else
     ``todo``, with the time the finished cells of `every` like it took (`tkdlib.plan`). Then a line
-    on how long the cells to run should take, if there are any."""
-    finished = {cell.directory: own_seconds(record) for cell in every if (record := load_record(cell.directory)) is not None}
-    costs = estimates((cell.config, cell.changes, finished[cell.directory]) for cell in every if cell.directory in finished)
+    on how long the cells to run and the shared checkpoints they train first should take."""
+    estimates = estimates_of(every)
     to_run: list[float | None] = []
+    to_train: dict[Path, str] = {}  # shared checkpoint file → its phase
     for cell in selected:
-        if cell.directory in finished:
-            status, note = "done", f"  ({duration(finished[cell.directory])})"
+        if (record := load_record(cell.directory)) is not None:
+            status, note = "done", f"  ({duration(own_seconds(record))})"
         elif (failure := cell.failure) is not None:
             status, note = "failed", f"  ({_last_line(failure)})"
         else:
-            seconds, said = estimate(costs, cell.config, cell.changes)
+            seconds, said = estimates.cell(cell.config, cell.changes)
             to_run.append(seconds)
+            to_train.update({path: phase for phase, path in cell.missing_checkpoints().items()})
             status, note = "todo", f"  ({said})" if said else ""
         print(f"{status:9} {cell.directory.name}  {cell.label()}{note}")
     if to_run:
-        print(summary(to_run))
+        print(summary(to_run, [estimates.checkpoints.get(phase) for phase in to_train.values()]))
+
+
+def _not_started(cell: Cell, every: list[Cell], seconds_left: float) -> str | None:
+    """Why `cell` should not start with `seconds_left` of the batch's hours, or None if it fits:
+    its estimate (`tkdlib.plan`, the shared checkpoints it would train first included) is longer,
+    or there is nothing finished like it to estimate from."""
+    seconds = estimates_of(every).total(cell.config, cell.changes, cell.missing_checkpoints())
+    if seconds is None:
+        return "not started: nothing finished like it (or its shared checkpoints) to estimate its time from; run it without --hours"
+    if seconds > seconds_left:
+        return f"not started: it should take ≈ {duration(seconds)}, more than the {duration(max(seconds_left, 0))} left of --hours"
+    return None
 
 
 def _last_line(text: str) -> str:
@@ -193,6 +221,7 @@ def run_batch(
     examples: bool = False,
     run_cells: bool = True,
     retry_failed: bool = False,
+    hours: float | None = None,
 ) -> int:
     """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
 
@@ -203,11 +232,17 @@ def run_batch(
     example notebooks (`EXAMPLE_NOTEBOOKS`) are also executed into `book_dir`, once. With
     `run_cells` false no cell runs: only the summary notebooks are executed over the records that
     exist (how the book renders a profile whose missing cells need data or hours it does not have).
-    Cells whose record says they failed are skipped unless `retry_failed`. A profile that does not load, or an `only` that selects no cell, raises `ValueError` before any
-    work.
+    Cells whose record says they failed are skipped unless `retry_failed`. With `hours`, a cell
+    starts only if the finished cells like it (`tkdlib.plan`) say it and the shared checkpoints it
+    trains first end within that many hours of the batch's start; the others are listed as not
+    started. A profile that does not load, an `only` that selects no cell, or `hours` ≤ 0 raises
+    `ValueError` before any work.
     """
     if not (run_cells or notebooks):
         raise ValueError("with neither cells nor notebooks there is nothing to do: drop --summaries-only or --no-notebooks")
+    if hours is not None and not hours > 0:
+        raise ValueError(f"--hours must be a positive number of hours, got {hours}")
+    deadline = None if hours is None else time.monotonic() + hours * 3600
     profile = load_profile(profile_name)
     root = Path(out_dir or profile.out_dir).resolve()
     todo = cells(profile, root, only)
@@ -230,6 +265,9 @@ def run_batch(
             continue
         if not retry_failed and cell.failure is not None:
             not_run.append(f"{cell.label()}: it failed before ({_last_line(cell.failure)}); --retry-failed runs it again")
+            continue
+        if deadline is not None and (reason := _not_started(cell, cells(profile, root), deadline - time.monotonic())):
+            not_run.append(f"{cell.label()}: {reason}")
             continue
         if notebooks:
             parameters = notebook_parameters(profile, cell, root, data_root)

@@ -6,15 +6,16 @@ so do one-shot cells that differ only in their sparsity; an iterative cell (seve
 is only compared with cells of its own sparsity, whose rounds prune as much. A cell to run is
 estimated by the median of the finished cells like it (`like_key`), at the speeds of the sittings
 that ran them; where none is, by those of the same method under other settings (an ablation, a
-layer rule), which most settings do not make slower. Shared checkpoints still to train are not
-counted.
+layer rule), which most settings do not make slower. A shared checkpoint still to train is
+estimated by the median time of the distinct checkpoints of its phase that finished records used.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tkdlib.config import Config
@@ -37,24 +38,46 @@ def like_key(config: Config, changes: dict[str, Any] | None = None) -> LikeKey:
     return config.method, config.sparsity if config.rounds > 1 else None, None if changes is None else repr(sorted(changes.items()))
 
 
-def estimates(finished: Iterable[tuple[Config, dict[str, Any], float]]) -> dict[LikeKey, tuple[float, int]]:
-    """Per like-key, strict and loose (`like_key`), the median `own_seconds` of the finished cells
-    (config, changes, seconds) that have it and how many cells that is."""
-    seconds: dict[LikeKey, list[float]] = defaultdict(list)
-    for config, changes, value in finished:
-        seconds[like_key(config, changes)].append(value)
-        seconds[like_key(config)].append(value)
-    return {key: (statistics.median(values), len(values)) for key, values in seconds.items()}
+@dataclass(frozen=True)
+class Estimates:
+    """What finished runs took: per like-key (strict and loose, `like_key`) the median of their
+    `own_seconds` and how many runs that is; per shared phase (``dense``, ``teacher``) the median
+    seconds of the distinct checkpoints (by sha256) the records used."""
 
+    cells: dict[LikeKey, tuple[float, int]]
+    checkpoints: dict[str, float]
 
-def estimate(costs: dict[LikeKey, tuple[float, int]], config: Config, changes: dict[str, Any]) -> tuple[float | None, str]:
-    """The seconds a cell to run should take, from `costs` (`estimates`), and a note saying so
-    (``"≈ 36 min, like 2 finished"``); ``(None, "")`` where no finished cell is like it."""
-    if (found := costs.get(like_key(config, changes))) is not None:
-        return found[0], f"≈ {duration(found[0])}, like {found[1]} finished"
-    if (found := costs.get(like_key(config))) is not None:
-        return found[0], f"≈ {duration(found[0])}, like {found[1]} finished with other settings"
-    return None, ""
+    @classmethod
+    def from_records(cls, finished: Iterable[tuple[Config, dict[str, Any], dict[str, Any]]]) -> Estimates:
+        """From (config, changes, record) of each finished cell."""
+        seconds: dict[LikeKey, list[float]] = defaultdict(list)
+        shared: dict[str, dict[str, float]] = defaultdict(dict)  # phase → sha256 → seconds
+        for config, changes, record in finished:
+            for key in (like_key(config, changes), like_key(config)):
+                seconds[key].append(own_seconds(record))
+            phases = record["compute"]["phases"]
+            for phase, sha256 in record.get("checkpoints", {}).get("sha256", {}).items():
+                if sha256 and phase in phases:
+                    shared[phase][sha256] = phases[phase]["seconds"]
+        return cls(
+            {key: (statistics.median(values), len(values)) for key, values in seconds.items()},
+            {phase: statistics.median(by_file.values()) for phase, by_file in shared.items()},
+        )
+
+    def cell(self, config: Config, changes: dict[str, Any]) -> tuple[float | None, str]:
+        """The seconds a cell to run should take and a note saying so (``"≈ 36 min, like 2
+        finished"``); ``(None, "")`` where no finished cell is like it."""
+        if (found := self.cells.get(like_key(config, changes))) is not None:
+            return found[0], f"≈ {duration(found[0])}, like {found[1]} finished"
+        if (found := self.cells.get(like_key(config))) is not None:
+            return found[0], f"≈ {duration(found[0])}, like {found[1]} finished with other settings"
+        return None, ""
+
+    def total(self, config: Config, changes: dict[str, Any], missing: Iterable[str]) -> float | None:
+        """Seconds for a cell to run and the shared checkpoints of the `missing` phases it trains
+        first; None where any of them has nothing to estimate from."""
+        parts = [self.cell(config, changes)[0], *(self.checkpoints.get(phase) for phase in missing)]
+        return None if None in parts else sum(parts)
 
 
 def duration(seconds: float) -> str:
@@ -62,15 +85,19 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
-def summary(to_run: list[float | None]) -> str:
-    """One line on the cells left to run, given each one's estimated seconds (None: no finished cell like it)."""
-    known = [seconds for seconds in to_run if seconds is not None]
+def summary(cells: Sequence[float | None], checkpoints: Sequence[float | None] = ()) -> str:
+    """One line on what is left to run, given each cell's estimated seconds and each shared
+    checkpoint's still to train (None: nothing finished like it)."""
+    known = [seconds for seconds in cells if seconds is not None]
+    unknown = len(cells) - len(known)
     if not known:
-        return f"{len(to_run)} to run, none like a finished cell to estimate from"
-    unknown = len(to_run) - len(known)
-    share = f" for {len(known)} of them" if unknown else ""
-    return (
-        f"{len(to_run)} to run: ≈ {duration(sum(known))}{share}, from finished cells like them"
-        + (f"; {unknown} with none like them" if unknown else "")
-        + " (own phases only: shared checkpoints still to train are not counted)"
-    )
+        line = f"{len(cells)} to run, none like a finished cell to estimate from"
+    else:
+        share = f" for {len(known)} of them" if unknown else ""
+        line = f"{len(cells)} to run: ≈ {duration(sum(known))}{share}, from finished cells like them"
+        line += f"; {unknown} with none like them" if unknown else ""
+    if checkpoints:
+        trained = [seconds for seconds in checkpoints if seconds is not None]
+        line += f"; and {len(checkpoints)} shared checkpoint{'s' if len(checkpoints) > 1 else ''} to train first"
+        line += f" (≈ {duration(sum(trained))})" if len(trained) == len(checkpoints) else " (not estimated)"
+    return line
