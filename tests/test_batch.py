@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 
@@ -16,6 +17,7 @@ from tkdlib.__main__ import main
 from tkdlib.batch import cells, parse_shard, run_batch, shard
 from tkdlib.experiment import load_record
 from tkdlib.profile import load_profile
+from tkdlib.report import remaining_runs, remaining_text
 
 
 def glued(notebook_path) -> dict[str, str]:
@@ -108,7 +110,7 @@ def test_dry_run_lists_only_the_shard(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "shard 2/3: 2 of 5 cells" in out
     assert [line.split()[-2] for line in out.splitlines()[1:-1]] == ["s=0.2", "s=0.5"]
-    assert out.splitlines()[-1] == "2 to run, none like a finished cell to estimate from; and 2 shared checkpoints to train first (not estimated)"
+    assert out.splitlines()[-1] == "2 runs left, none like a finished run to estimate from; and 2 shared checkpoints to train first (not estimated)"
     assert main(common + ["--shard", "3/3", "--only", "s=0.[1234]"]) == 0
     assert [line.split()[-2] for line in capsys.readouterr().out.splitlines()[1:-1]] == ["s=0.3"]
 
@@ -177,11 +179,16 @@ def test_hours_start_only_the_cells_their_like_says_will_end_in_time(tiny_batch,
     common = ["batch", "--profile", str(profile), "--out-dir", str(out_dir), "--no-notebooks"]
 
     assert main(common + ["--dry-run", "--only", "seed=1"]) == 0
-    assert re.fullmatch(r"1 to run: ≈ \d+ min, from finished cells like them; and 2 shared checkpoints to train first \(≈ \d+ min\)", capsys.readouterr().out.splitlines()[-1])
+    assert re.fullmatch(r"1 run left: ≈ \d+ min, from the finished runs like them; and 2 shared checkpoints to train first \(≈ \d+ min\)", capsys.readouterr().out.splitlines()[-1])
     assert main(common + ["--hours", "1e-6"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"NOT RUN \S+ resnet20 magnitude s=0.8 seed=1: not started: it should take ≈ \d+ min, more than the 0 min left of --hours", out)
     assert "NOT RUN cifar10-sample resnet20 snip s=0.8 seed=0: not started: nothing finished like it" in out
+    left = remaining_runs(out_dir, load_profile(profile))
+    assert list(left["method"]) == ["magnitude", "SNIP"] and list(left["seed"]) == [1, 0]
+    assert left["estimated minutes"].iloc[0] >= 0 and math.isnan(left["estimated minutes"].iloc[1])
+    assert list(left["estimated from"]) == ["1 finished run like it", "no finished run like it"]
+    assert remaining_text(out_dir, load_profile(profile)).startswith("2 runs left: ≈ ")
     assert main(common + ["--hours", "1"]) == 0
     out = capsys.readouterr().out
     seed_1, snip = (next(cell for cell in cells(load_profile(profile), out_dir) if cell.config.method == method and cell.config.seed == seed)

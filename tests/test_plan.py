@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tkdlib.config import Config
-from tkdlib.plan import Estimates, duration, like_key, own_seconds, summary
+from tkdlib.plan import Estimate, Estimates, duration, like_key, own_seconds, summary
 
 FLOOR = {"layer_floor": 0.005}
 
@@ -36,12 +36,13 @@ def test_a_cell_is_estimated_by_its_like_then_by_its_method_under_other_settings
         (Config(method="magnitude", sparsity=0.95, seed=0), {}, _record(300.0)),
         (Config(method="magnitude", sparsity=0.98, seed=0), FLOOR, _record(1000.0)),
     ])
-    assert estimates.cell(Config(method="magnitude", sparsity=0.9, seed=1), {}) == (200.0, "≈ 3 min, like 2 finished")
-    assert estimates.cell(Config(method="magnitude", sparsity=0.98, seed=1), FLOOR) == (1000.0, "≈ 17 min, like 1 finished")
-    ablation = {"retrain_with_kd": False}
-    assert estimates.cell(Config(method="magnitude", seed=1), ablation) == (300.0, "≈ 5 min, like 3 finished with other settings")
-    assert estimates.cell(Config(method="snip"), {}) == (None, "")
-    assert estimates.cell(Config(method="imp", sparsity=0.9), {}) == (None, "")
+    same = estimates.cell(Config(method="magnitude", sparsity=0.9, seed=1), {})
+    assert same == Estimate(200.0, 2, same_settings=True) and same.note() == "≈ 3 min, like 2 finished"
+    assert estimates.cell(Config(method="magnitude", sparsity=0.98, seed=1), FLOOR).note() == "≈ 17 min, like 1 finished"
+    other = estimates.cell(Config(method="magnitude", seed=1), {"retrain_with_kd": False})
+    assert other == Estimate(300.0, 3, same_settings=False) and other.note() == "≈ 5 min, like 3 finished with other settings"
+    assert estimates.cell(Config(method="snip"), {}) is None
+    assert estimates.cell(Config(method="imp", sparsity=0.9), {}) is None
 
 
 def test_shared_checkpoints_are_estimated_once_per_file_and_added_to_the_cells_that_train_them():
@@ -58,8 +59,8 @@ def test_shared_checkpoints_are_estimated_once_per_file_and_added_to_the_cells_t
 
 def test_durations_and_the_summary_line():
     assert [duration(s) for s in (59, 36 * 60, 89 * 60, 90 * 60, 2.44 * 3600)] == ["1 min", "36 min", "89 min", "1.5 h", "2.4 h"]
-    assert summary([600.0, 1200.0]) == "2 to run: ≈ 30 min, from finished cells like them"
-    assert summary([3600.0, None, 1800.0]) == "3 to run: ≈ 1.5 h for 2 of them, from finished cells like them; 1 with none like them"
-    assert summary([None]) == "1 to run, none like a finished cell to estimate from"
+    assert summary([600.0, 1200.0]) == "2 runs left: ≈ 30 min, from the finished runs like them"
+    assert summary([3600.0, None, 1800.0]) == "3 runs left: ≈ 1.5 h for 2 of them, from the finished runs like them; 1 with none like them"
+    assert summary([None]) == "1 run left, none like a finished run to estimate from"
     assert summary([600.0], [3000.0]).endswith("; and 1 shared checkpoint to train first (≈ 50 min)")
     assert summary([600.0], [3000.0, None]).endswith("; and 2 shared checkpoints to train first (not estimated)")

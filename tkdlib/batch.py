@@ -27,7 +27,7 @@ from tqdm import tqdm
 from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
 from tkdlib.experiment import Config, load_record, read_record, run, run_dir
 from tkdlib.io import atomic_write
-from tkdlib.plan import Estimates, duration, own_seconds, summary
+from tkdlib.plan import Estimate, Estimates, duration, own_seconds, summary
 from tkdlib.profile import Profile, load_profile
 from tkdlib.shared_networks import shared_phases
 
@@ -85,27 +85,46 @@ def estimates_of(every: list[Cell]) -> Estimates:
     return Estimates.from_records((cell.config, cell.changes, record) for cell, record in finished if record is not None)
 
 
+@dataclass(frozen=True)
+class ToRun:
+    """The cells of a selection still to run (neither finished nor failed), each with its
+    `tkdlib.plan.Estimate` (None: nothing like it finished), and the estimated seconds of each
+    shared checkpoint they train first (None: none of its phase finished)."""
+
+    cells: list[tuple[Cell, Estimate | None]]
+    checkpoints: list[float | None]
+
+    def summary(self) -> str:
+        """`tkdlib.plan.summary` of these cells and checkpoints."""
+        return summary([None if found is None else found.seconds for _, found in self.cells], self.checkpoints)
+
+
+def to_run(selected: list[Cell], every: list[Cell]) -> ToRun:
+    """The cells of `selected` still to run, estimated from the finished cells of `every`."""
+    estimates = estimates_of(every)
+    left = [cell for cell in selected if not cell.done and cell.failure is None]
+    to_train = {path: phase for cell in left for phase, path in cell.missing_checkpoints().items()}  # each file once
+    return ToRun([(cell, estimates.cell(cell.config, cell.changes)) for cell in left], [estimates.checkpoints.get(phase) for phase in to_train.values()])
+
+
 def _print_cells(selected: list[Cell], every: list[Cell]) -> None:
     """One line per cell: ``done`` with the wall time of its own phases; ``failed`` when its record
     says it failed (a batch skips it unless told to retry failed cells), with the error; else
-    ``todo``, with the time the finished cells of `every` like it took (`tkdlib.plan`). Then a line
+    ``todo``, with the time the finished cells of `every` like it took (`to_run`). Then a line
     on how long the cells to run and the shared checkpoints they train first should take."""
-    estimates = estimates_of(every)
-    to_run: list[float | None] = []
-    to_train: dict[Path, str] = {}  # shared checkpoint file → its phase
+    left = to_run(selected, every)
+    estimated = {cell.directory: found for cell, found in left.cells}
     for cell in selected:
-        if (record := load_record(cell.directory)) is not None:
+        if cell.directory in estimated:
+            found = estimated[cell.directory]
+            status, note = "todo", "" if found is None else f"  ({found.note()})"
+        elif (record := load_record(cell.directory)) is not None:
             status, note = "done", f"  ({duration(own_seconds(record))})"
-        elif (failure := cell.failure) is not None:
-            status, note = "failed", f"  ({_last_line(failure)})"
         else:
-            seconds, said = estimates.cell(cell.config, cell.changes)
-            to_run.append(seconds)
-            to_train.update({path: phase for phase, path in cell.missing_checkpoints().items()})
-            status, note = "todo", f"  ({said})" if said else ""
+            status, note = "failed", f"  ({_last_line(cell.failure or '')})"
         print(f"{status:9} {cell.directory.name}  {cell.label()}{note}")
-    if to_run:
-        print(summary(to_run, [estimates.checkpoints.get(phase) for phase in to_train.values()]))
+    if left.cells:
+        print(left.summary())
 
 
 def _not_started(cell: Cell, every: list[Cell], seconds_left: float) -> str | None:

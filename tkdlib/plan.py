@@ -16,7 +16,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tkdlib.config import Config
 from tkdlib.shared_networks import SHARED_PHASES
@@ -64,20 +64,34 @@ class Estimates:
             {phase: statistics.median(by_file.values()) for phase, by_file in shared.items()},
         )
 
-    def cell(self, config: Config, changes: dict[str, Any]) -> tuple[float | None, str]:
-        """The seconds a cell to run should take and a note saying so (``"≈ 36 min, like 2
-        finished"``); ``(None, "")`` where no finished cell is like it."""
+    def cell(self, config: Config, changes: dict[str, Any]) -> Estimate | None:
+        """What a cell to run should take: from the finished cells like it, else from those of its
+        method under other settings; None where neither finished."""
         if (found := self.cells.get(like_key(config, changes))) is not None:
-            return found[0], f"≈ {duration(found[0])}, like {found[1]} finished"
+            return Estimate(*found, same_settings=True)
         if (found := self.cells.get(like_key(config))) is not None:
-            return found[0], f"≈ {duration(found[0])}, like {found[1]} finished with other settings"
-        return None, ""
+            return Estimate(*found, same_settings=False)
+        return None
 
     def total(self, config: Config, changes: dict[str, Any], missing: Iterable[str]) -> float | None:
         """Seconds for a cell to run and the shared checkpoints of the `missing` phases it trains
         first; None where any of them has nothing to estimate from."""
-        parts = [self.cell(config, changes)[0], *(self.checkpoints.get(phase) for phase in missing)]
+        found = self.cell(config, changes)
+        parts = [None if found is None else found.seconds, *(self.checkpoints.get(phase) for phase in missing)]
         return None if None in parts else sum(parts)
+
+
+class Estimate(NamedTuple):
+    """A cell's estimated wall seconds: the median of `runs` finished cells, of the same settings
+    or of the same method under other settings."""
+
+    seconds: float
+    runs: int
+    same_settings: bool
+
+    def note(self) -> str:
+        """``"≈ 36 min, like 2 finished"``, or ``"… like 2 finished with other settings"``."""
+        return f"≈ {duration(self.seconds)}, like {self.runs} finished" + ("" if self.same_settings else " with other settings")
 
 
 def duration(seconds: float) -> str:
@@ -90,11 +104,12 @@ def summary(cells: Sequence[float | None], checkpoints: Sequence[float | None] =
     checkpoint's still to train (None: nothing finished like it)."""
     known = [seconds for seconds in cells if seconds is not None]
     unknown = len(cells) - len(known)
+    left = f"{len(cells)} run{'s' if len(cells) != 1 else ''} left"
     if not known:
-        line = f"{len(cells)} to run, none like a finished cell to estimate from"
+        line = f"{left}, none like a finished run to estimate from"
     else:
         share = f" for {len(known)} of them" if unknown else ""
-        line = f"{len(cells)} to run: ≈ {duration(sum(known))}{share}, from finished cells like them"
+        line = f"{left}: ≈ {duration(sum(known))}{share}, from the finished runs like them"
         line += f"; {unknown} with none like them" if unknown else ""
     if checkpoints:
         trained = [seconds for seconds in checkpoints if seconds is not None]

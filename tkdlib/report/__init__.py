@@ -1,7 +1,7 @@
 """Run records → the book's tables, sentences and figures.
 
 One module per job: `records` (loading and selecting runs), `tables`, `text` (generated
-sentences), `figures`, `claims` (the paper's claims against the records), `saliency` (the saliency study's tables and findings), `variants` (the teacher-guided saliency variants and the decision between them), `regimes` (two training schedules side by side), and `style` (method names, order, colours, number formats). The names the
+sentences), `figures`, `claims` (the paper's claims against the records), `saliency` (the saliency study's tables and findings), `variants` (the teacher-guided saliency variants and the decision between them), `regimes` (two training schedules side by side), `progress` (what a grid has left to run), and `style` (method names, order, colours, number formats). The names the
 notebooks use are re-exported here, so a notebook reads ``report.results_table(records)``.
 """
 
@@ -13,6 +13,7 @@ from tkdlib.report.figures import (
 from tkdlib.report.records import (
     OURS, comparison_sparsity, data_label, failed_runs, load_records, main_comparison, per_seed, planned_methods,
 )
+from tkdlib.report.progress import remaining_runs, remaining_text
 from tkdlib.report.regimes import compared_records, comparison_intro, regime_table, regime_text
 from tkdlib.report.saliency import (
     emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table,
@@ -34,6 +35,6 @@ __all__ = [
     "compute_summary", "data_label", "earned_variants", "emptied_layers", "guiding_table", "layer_density_gap", "mask_accuracy_table", "normalization_table",
     "overlap_heatmaps", "overlap_matrix", "retraining_normalization_table", "saliency_table", "saliency_text", "score_batches_table", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
     "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison", "page_caption",
-    "compared_records", "comparison_intro", "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "regime_slopes", "regime_table", "regime_text", "results_table", "run_summary", "runs_table",
+    "compared_records", "comparison_intro", "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "regime_slopes", "regime_table", "regime_text", "remaining_runs", "remaining_text", "results_table", "run_summary", "runs_table",
     "switch_effects", "thinnest_layers", "variant_decision_sentences", "variant_decision_table",
 ]
