@@ -409,6 +409,10 @@ def test_headline_averages_each_seeds_teacher_once_and_weighs_the_gap_against_th
     close.loc[close["method"] == "magnitude", "acc_retrained"] = [0.80, 0.79]
     assert "the gap is no wider than that." in headline_text(close, profile)
     assert "Across seeds" not in headline_text(seed_0, profile) and headline_text(seed_0, profile).startswith("The dense teacher reaches 90.0 %")
+    shared = pd.concat([seed_0, seed_1.assign(acc_teacher=0.9)], ignore_index=True).assign(teacher_sha256="t0")
+    assert headline_text(shared, profile).startswith(
+        "One dense teacher serves seeds 0 and 1 and reaches 90.0 % test accuracy; the dense students reach 75.0–85.0 %."
+    )
 
 
 def test_per_seed_refuses_runs_of_one_seed_that_used_different_teachers():

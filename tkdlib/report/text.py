@@ -265,11 +265,14 @@ def _methods_in(numbers: dict[str, float], quantity: str) -> list[str]:
 
 def _trained_once_sentence(records: pd.DataFrame) -> str:
     """The accuracy of the teacher and dense student every run of a seed shares: one value, or
-    the range over seeds."""
+    the range over seeds; one teacher's where every record names the same teacher checkpoint."""
     teachers, students = per_seed(records, "acc_teacher") * 100, per_seed(records, "acc_dense") * 100
     if len(teachers) == 1:
         return f"The dense teacher reaches {teachers.iloc[0]:.1f} % test accuracy, the dense student {students.iloc[0]:.1f} %."
     seeds = and_list([str(seed) for seed in teachers.index])
+    shas = records["teacher_sha256"]
+    if shas.notna().all() and shas.nunique() == 1:  # one teacher checkpoint serves every seed
+        return f"One dense teacher serves seeds {seeds} and reaches {teachers.iloc[0]:.1f} % test accuracy; the dense students reach {_range(students)} %."
     return (
         f"The dense teachers reach {_range(teachers)} % test accuracy, the dense students {_range(students)} % (seeds {seeds})."
     )
