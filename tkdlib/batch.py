@@ -264,6 +264,7 @@ def run_batch(
     deadline = None if hours is None else time.monotonic() + hours * 3600
     profile = load_profile(profile_name)
     root = Path(out_dir or profile.out_dir).resolve()
+    every = cells(profile, root)
     todo = cells(profile, root, only)
     if only is not None and not todo:
         raise ValueError(
@@ -275,7 +276,7 @@ def run_batch(
         todo = shard(todo, *shard_of)
         print(f"shard {shard_of[0]}/{shard_of[1]}: {len(todo)} of {selected} cells")
     if dry_run:
-        _print_cells(todo, cells(profile, root))
+        _print_cells(todo, every)
         return 0
     failures: list[str] = []
     not_run: list[str] = []
@@ -285,7 +286,7 @@ def run_batch(
         if not retry_failed and cell.failure is not None:
             not_run.append(f"{cell.label()}: it failed before ({_last_line(cell.failure)}); --retry-failed runs it again")
             continue
-        if deadline is not None and (reason := _not_started(cell, cells(profile, root), deadline - time.monotonic())):
+        if deadline is not None and (reason := _not_started(cell, every, deadline - time.monotonic())):
             not_run.append(f"{cell.label()}: {reason}")
             continue
         if notebooks:

@@ -53,8 +53,9 @@ class Estimates:
         seconds: dict[LikeKey, list[float]] = defaultdict(list)
         shared: dict[str, dict[str, float]] = defaultdict(dict)  # phase → sha256 → seconds
         for config, changes, record in finished:
+            own = own_seconds(record)
             for key in (like_key(config, changes), like_key(config)):
-                seconds[key].append(own_seconds(record))
+                seconds[key].append(own)
             phases = record["compute"]["phases"]
             for phase, sha256 in record.get("checkpoints", {}).get("sha256", {}).items():
                 if sha256 and phase in phases:
