@@ -13,7 +13,8 @@ from tkdlib import train
 from tkdlib.compute import ComputeMeter
 from tkdlib.data import ImageArrays
 from tkdlib.loaders import TensorLoader
-from tkdlib.experiment import PARTIAL_DIR, Config, run, run_dir
+from tkdlib.experiment import Config, run, run_dir
+from tkdlib.parking import PARTIAL_DIR
 from tkdlib.train import EpochState, Schedule, fit
 
 from conftest import TINY_RUN, TinyNet

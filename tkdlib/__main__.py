@@ -1,4 +1,4 @@
-"""Command line: ``python -m tkdlib prune``, ``run``, ``report``, ``checkpoints`` and ``batch`` (``--help`` on each)."""
+"""Command line: ``python -m tkdlib prune``, ``run``, ``report``, ``checkpoints``, ``park`` and ``batch`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,14 @@ example:
 """
 
 
+PARK_EXAMPLE = """\
+example: a sitting that must end within 2 hours runs an iterative cell as far as it gets, then parks it
+  timeout 2h python -m tkdlib batch --profile cifar10-converged --no-notebooks --only "imp s=0.9 seed=0"
+  python -m tkdlib park --profile cifar10-converged
+  git add runs/cifar10-converged/*/parked.pt*   # the next sitting's batch resumes the cell from them
+"""
+
+
 def _toml_value(text: str) -> Any:
     """A flag's value read as a TOML value (0.9, 3, true, "a b"); anything else is a plain string."""
     try:
@@ -112,6 +120,18 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
     shared.add_argument("--phase", choices=("dense", "teacher"), default=None, help="only this kind of checkpoint (default: both)")
     shared.add_argument("--seed", type=int, default=None, help="only the checkpoints of the cells of this seed")
     _add_runtime_arguments(shared)
+    park = commands.add_parser(
+        "park",
+        help="pack the training states of a profile's unfinished cells into files to commit, so a later sitting resumes them",
+        description="For every cell of a profile stopped midway (its batch killed), pack its per-epoch training states "
+        "(<run>/partial/, not committed) into <run>/parked.pt with its sha256 sidecar (tkdlib.parking). Commit those files: "
+        "a fresh checkout then resumes the cell where it stopped. Stop the batch first.",
+        epilog=PARK_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    park.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
+    park.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
+    park.add_argument("--only", default=None, help="park only cells whose label contains this glob")
 
 
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -229,6 +249,24 @@ def _checkpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def _park(args: argparse.Namespace) -> int:
+    """Park every unfinished cell with training states; print each with what it keeps and its file."""
+    from tkdlib.parking import PARKED_NAME, park
+
+    try:
+        profile = load_profile(args.profile)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    parked = [(cell, kept) for cell in cells(profile, args.out_dir, args.only) if not cell.done and (kept := park(cell.directory))]
+    for cell, kept in parked:
+        size = (cell.directory / PARKED_NAME).stat().st_size
+        print(f"parked {cell.directory / PARKED_NAME} ({size / 1e6:.1f} MB)  {cell.label()}: {kept.describe()}")
+    if not parked:
+        print(f"no unfinished cell of {profile.name} has training states to park")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     """Print a saved mask's densities (exit 2 with a one-line error if it cannot be read)."""
     try:
@@ -290,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args)
     if args.command == "checkpoints":
         return _checkpoints(args)
+    if args.command == "park":
+        return _park(args)
     try:
         failures = run_batch(
             args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,

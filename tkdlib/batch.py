@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
 from tkdlib.experiment import Config, load_record, read_record, run, run_dir
+from tkdlib.parking import read_parked
 from tkdlib.io import atomic_write
 from tkdlib.plan import Estimate, Estimates, duration, own_seconds, summary
 from tkdlib.profile import Profile, load_profile
@@ -110,7 +111,8 @@ def to_run(selected: list[Cell], every: list[Cell]) -> ToRun:
 def _print_cells(selected: list[Cell], every: list[Cell]) -> None:
     """One line per cell: ``done`` with the wall time of its own phases; ``failed`` when its record
     says it failed (a batch skips it unless told to retry failed cells), with the error; else
-    ``todo``, with the time the finished cells of `every` like it took (`to_run`). Then a line
+    ``todo``, with the time the finished cells of `every` like it took (`to_run`) and, for a cell
+    stopped midway, the training states it resumes from (`tkdlib.parking.read_parked`). Then a line
     on how long the cells to run and the shared checkpoints they train first should take."""
     left = to_run(selected, every)
     estimated = {cell.directory: found for cell, found in left.cells}
@@ -118,6 +120,8 @@ def _print_cells(selected: list[Cell], every: list[Cell]) -> None:
         if cell.directory in estimated:
             found = estimated[cell.directory]
             status, note = "todo", "" if found is None else f"  ({found.note()})"
+            if kept := read_parked(cell.directory):
+                note += f"  resumes: {kept.describe()}"
         elif (record := load_record(cell.directory)) is not None:
             status, note = "done", f"  ({duration(own_seconds(record))})"
         else:

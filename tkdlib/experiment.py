@@ -37,6 +37,7 @@ from tkdlib.io import save_torch, write_json
 from tkdlib.losses import DistillationLoss, measure_gamma
 from tkdlib.machine import cpu_identity
 from tkdlib.masks import prunable_parameters
+from tkdlib.parking import PARTIAL_DIR, parked_files, unpark
 from tkdlib.pipelines import Workbench, counted_phases, pipeline_for
 from tkdlib.runtime import Runtime, barrier, rank, tune_for, world_size
 from tkdlib.shared_networks import RunData, SharedNetworks, check_writable
@@ -47,7 +48,6 @@ from tkdlib.train import Distill, evaluate
 __all__ = ["Config", "RECORD_NAME", "finished_records", "load_record", "read_record", "run", "run_dir"]
 
 RECORD_NAME = "record.json"
-PARTIAL_DIR = "partial"  # per-epoch training states of an unfinished run (removed once it finishes)
 
 
 def run_dir(config: Config, out_dir: str | Path) -> Path:
@@ -149,6 +149,9 @@ def run(
     if existing is not None:
         return existing
     started = time.perf_counter()
+    if rank() == 0:
+        unpark(directory)  # a run parked by an earlier sitting resumes where it stopped
+    barrier()
     resumed = any((directory / PARTIAL_DIR).glob("*.pt"))
     tune_for(runtime)
     data = RunData(config, data_root, runtime)  # a missing or wrong dataset fails here, before anything is written
@@ -176,6 +179,8 @@ def run(
     if writes:
         write_json(directory / RECORD_NAME, record)
         shutil.rmtree(directory / PARTIAL_DIR, ignore_errors=True)
+        for path in parked_files(directory):
+            path.unlink()
     barrier()
     return record
 

@@ -113,6 +113,9 @@ class EpochCounted(Protocol):
     epoch: int
 
 
+FINISHED_STEPS = "finished_steps"  # in a finished phase's reduced state (no optimizer): the steps of its schedule
+
+
 @dataclass
 class EpochState:
     """Where `fit` keeps its whole training state after every epoch, so that a training killed
@@ -124,6 +127,8 @@ class EpochState:
     deterministic device (the CPU) a resumed training ends with the same weights, bit for bit, as
     an uninterrupted one. `fit` leaves the file in place: the caller removes it once it has saved
     what the training produced (a `fit` that finds a finished state simply returns its history).
+    A finished phase's state may be reduced to its model, history and extra, with its schedule's
+    step count under `FINISHED_STEPS` in place of the optimizer (how `tkdlib.parking` commits it).
     """
 
     path: Path
@@ -155,9 +160,16 @@ class EpochState:
         if state is None:
             return []
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if FINISHED_STEPS in state:  # a finished phase's reduced state (`tkdlib.parking`): nothing is left to train
+            if state[FINISHED_STEPS] != scheduler.total_steps:
+                raise ValueError(
+                    f"{self.path} holds a finished training of {state[FINISHED_STEPS]} steps, but this phase takes "
+                    f"{scheduler.total_steps}: it belongs to another schedule; delete it to train this phase again"
+                )
+        else:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
         self.load_extra(state["extra"])
         if isinstance(batches, EpochCounted):
             batches.epoch += len(state["history"])
