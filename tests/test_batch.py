@@ -110,7 +110,7 @@ def test_dry_run_lists_only_the_shard(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "shard 2/3: 2 of 5 cells" in out
     assert [line.split()[-2] for line in out.splitlines()[1:-1]] == ["s=0.2", "s=0.5"]
-    assert out.splitlines()[-1] == "2 runs left, none like a finished run to estimate from; and 2 shared checkpoints to train first (not estimated)"
+    assert out.splitlines()[-1] == "2 runs left, nothing finished to estimate them from; and 2 shared checkpoints to train first (not estimated)"
     assert main(common + ["--shard", "3/3", "--only", "s=0.[1234]"]) == 0
     assert [line.split()[-2] for line in capsys.readouterr().out.splitlines()[1:-1]] == ["s=0.3"]
 
@@ -155,7 +155,7 @@ def test_a_failed_cell_is_listed_and_skipped_until_the_batch_is_told_to_retry_it
     # The other cells list their own minutes; a cell to run is estimated from its method's finished cells.
     assert main(["batch", "--profile", str(tiny_batch.profile), "--out-dir", str(out_dir), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert all(re.fullmatch(r"done .*  \(\d+ min\)", line) for line in lines if not line.startswith("failed"))
+    assert all(re.fullmatch(r"done .*  \(\d+ (s|min)\)", line) for line in lines if not line.startswith("failed"))
     assert len(lines) == 3
     assert main(common) == 0
     out = capsys.readouterr().out
@@ -168,31 +168,34 @@ def test_a_failed_cell_is_listed_and_skipped_until_the_batch_is_told_to_retry_it
     assert magnitude.failure is None and magnitude.done
 
 
-def test_hours_start_only_the_cells_their_like_says_will_end_in_time(tiny_batch, tmp_path, capsys):
+def test_hours_start_only_the_cells_their_estimates_say_will_end_in_time(tiny_batch, tmp_path, capsys):
     """A second seed of magnitude is estimated from the first (and its teacher and dense student,
-    which it trains first, from the first seed's); SNIP has nothing like it finished. Too few hours start neither; enough start
-    the one with an estimate."""
+    which it trains first, from the first seed's); SNIP, none of whose runs finished, by its epochs
+    at the pace of the finished runs (all retrain under the teacher); EPSD has nothing to be
+    estimated from (no finished run trains by self-distillation). Too few hours start none;
+    enough start those with an estimate."""
     out_dir = tmp_path / "runs"
     shutil.copytree(tiny_batch.out_dir, out_dir)
     profile = tmp_path / "tiny.toml"
-    profile.write_text(TINY_PROFILE + '[[grid]]\nmethod = ["magnitude"]\nsparsity = [0.8]\nseed = [1]\n[[grid]]\nmethod = ["snip"]\nsparsity = [0.8]\n')
+    profile.write_text(TINY_PROFILE + '[[grid]]\nmethod = ["magnitude"]\nsparsity = [0.8]\nseed = [1]\n[[grid]]\nmethod = ["snip", "epsd"]\nsparsity = [0.8]\n')
     common = ["batch", "--profile", str(profile), "--out-dir", str(out_dir), "--no-notebooks"]
 
     assert main(common + ["--dry-run", "--only", "seed=1"]) == 0
-    assert re.fullmatch(r"1 run left: ≈ \d+ min, from the finished runs like them; and 2 shared checkpoints to train first \(≈ \d+ min\)", capsys.readouterr().out.splitlines()[-1])
+    assert re.fullmatch(r"1 run left: ≈ \d+ (s|min), from the finished runs; and 2 shared checkpoints to train first \(≈ \d+ (s|min)\)", capsys.readouterr().out.splitlines()[-1])
     assert main(common + ["--hours", "1e-6"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"NOT RUN \S+ resnet20 magnitude s=0.8 seed=1: not started: it should take ≈ \d+ min, more than the 0 min left of --hours", out)
-    assert "NOT RUN cifar10-sample resnet20 snip s=0.8 seed=0: not started: nothing finished like it" in out
+    assert re.search(r"NOT RUN \S+ resnet20 magnitude s=0.8 seed=1: not started: it should take ≈ \d+ (s|min), more than the 0 s left of --hours", out)
+    assert re.search(r"NOT RUN \S+ resnet20 snip s=0.8 seed=0: not started: it should take ≈ \d+ (s|min), more than", out)
+    assert "NOT RUN cifar10-sample resnet20 epsd s=0.8 seed=0: not started: nothing finished to estimate its time" in out
     left = remaining_runs(out_dir, load_profile(profile))
-    assert list(left["method"]) == ["magnitude", "SNIP"] and list(left["seed"]) == [1, 0]
-    assert left["estimated minutes"].iloc[0] >= 0 and math.isnan(left["estimated minutes"].iloc[1])
-    assert list(left["estimated from"]) == ["1 finished run like it", "no finished run like it"]
-    assert remaining_text(out_dir, load_profile(profile)).startswith("2 runs left: ≈ ")
+    assert list(left["method"]) == ["magnitude", "SNIP", "EPSD (our re-implementation)"] and list(left["seed"]) == [1, 0, 0]
+    assert left["estimated minutes"].iloc[1] >= 0 and math.isnan(left["estimated minutes"].iloc[2])
+    assert list(left["estimated from"]) == ["1 finished run like it", "1 epoch at the pace of 3 finished runs", "nothing finished to estimate from"]
+    assert remaining_text(out_dir, load_profile(profile)).startswith("3 runs left: ≈ ")
     assert main(common + ["--hours", "1"]) == 0
     out = capsys.readouterr().out
-    seed_1, snip = (next(cell for cell in cells(load_profile(profile), out_dir) if cell.config.method == method and cell.config.seed == seed)
-                    for method, seed in (("magnitude", 1), ("snip", 0)))
-    assert seed_1.done and not snip.done and "snip s=0.8 seed=0: not started" in out
+    seed_1, snip, epsd = (next(cell for cell in cells(load_profile(profile), out_dir) if cell.config.method == method and cell.config.seed == seed)
+                          for method, seed in (("magnitude", 1), ("snip", 0), ("epsd", 0)))
+    assert seed_1.done and snip.done and not epsd.done and "epsd s=0.8 seed=0: not started" in out
     assert main(common + ["--hours", "0"]) == 2
     assert "--hours must be a positive number of hours, got 0.0" in capsys.readouterr().err

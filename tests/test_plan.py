@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tkdlib.config import Config
 from tkdlib.plan import Estimate, Estimates, duration, like_key, own_seconds, summary
 
@@ -37,12 +39,31 @@ def test_a_cell_is_estimated_by_its_like_then_by_its_method_under_other_settings
         (Config(method="magnitude", sparsity=0.98, seed=0), FLOOR, _record(1000.0)),
     ])
     same = estimates.cell(Config(method="magnitude", sparsity=0.9, seed=1), {})
-    assert same == Estimate(200.0, 2, same_settings=True) and same.note() == "≈ 3 min, like 2 finished"
-    assert estimates.cell(Config(method="magnitude", sparsity=0.98, seed=1), FLOOR).note() == "≈ 17 min, like 1 finished"
+    assert same == Estimate(200.0, 2, basis="like") and same.note() == "≈ 3 min: 2 finished runs like it"
+    assert estimates.cell(Config(method="magnitude", sparsity=0.98, seed=1), FLOOR).note() == "≈ 17 min: 1 finished run like it"
     other = estimates.cell(Config(method="magnitude", seed=1), {"retrain_with_kd": False})
-    assert other == Estimate(300.0, 3, same_settings=False) and other.note() == "≈ 5 min, like 3 finished with other settings"
-    assert estimates.cell(Config(method="snip"), {}) is None
-    assert estimates.cell(Config(method="imp", sparsity=0.9), {}) is None
+    assert other == Estimate(300.0, 3, basis="method") and other.note() == "≈ 5 min: 3 finished runs of the method, other settings"
+
+
+
+def test_a_method_that_never_finished_is_estimated_by_its_epochs_at_the_pace_of_its_objective():
+    estimates = Estimates.from_records([  # magnitude retrains 10 epochs under the teacher: 10, 30 and 100 s an epoch
+        (Config(method="magnitude", sparsity=s, seed=0, retrain_epochs=10), {}, _record(own)) for s, own in ((0.9, 100.0), (0.95, 300.0), (0.98, 1000.0))
+    ])
+    imp = estimates.cell(Config(method="imp", sparsity=0.9, retrain_epochs=10), {})  # 5 rounds of 10 epochs
+    assert imp == Estimate(1500.0, 3, basis="epochs", epochs=50) and imp.note() == "≈ 25 min: 50 epochs at the pace of 3 finished runs"
+    assert estimates.cell(Config(method="colt", sparsity=0.95, retrain_epochs=10), {}).epochs == 60  # a final training after the 5 rounds
+    assert estimates.cell(Config(method="teacher_snip", guide_epochs=1, retrain_epochs=10), {}).seconds == 330.0  # and its guiding epoch
+    assert estimates.cell(Config(method="epsd"), {}) is None  # self-distillation: no finished run trains under it
+    assert estimates.cell(Config(method="snip", retrain_with_kd=False), {}) is None
+
+
+def test_a_cell_stopped_midway_is_estimated_by_what_it_has_left():
+    estimates = Estimates.from_records([(Config(method="magnitude", retrain_epochs=10), {}, _record(100.0))])
+    imp = Config(method="imp", sparsity=0.9, retrain_epochs=10)
+    resumed = estimates.cell(imp, {}, done=0.4)
+    assert resumed.left == pytest.approx(300.0) and resumed.note() == "≈ 5 min left of ≈ 8 min: 50 epochs at the pace of 1 finished run"
+    assert estimates.total(imp, {}, [], done=0.4) == pytest.approx(300.0)
 
 
 def test_shared_checkpoints_are_estimated_once_per_file_and_added_to_the_cells_that_train_them():
@@ -58,9 +79,9 @@ def test_shared_checkpoints_are_estimated_once_per_file_and_added_to_the_cells_t
 
 
 def test_durations_and_the_summary_line():
-    assert [duration(s) for s in (59, 36 * 60, 89 * 60, 90 * 60, 2.44 * 3600)] == ["1 min", "36 min", "89 min", "1.5 h", "2.4 h"]
-    assert summary([600.0, 1200.0]) == "2 runs left: ≈ 30 min, from the finished runs like them"
-    assert summary([3600.0, None, 1800.0]) == "3 runs left: ≈ 1.5 h for 2 of them, from the finished runs like them; 1 with none like them"
-    assert summary([None]) == "1 run left, none like a finished run to estimate from"
+    assert [duration(s) for s in (0.2, 59, 60, 36 * 60, 89 * 60, 90 * 60, 2.44 * 3600)] == ["0 s", "59 s", "1 min", "36 min", "89 min", "1.5 h", "2.4 h"]
+    assert summary([600.0, 1200.0]) == "2 runs left: ≈ 30 min, from the finished runs"
+    assert summary([3600.0, None, 1800.0]) == "3 runs left: ≈ 1.5 h for 2 of them, from the finished runs; 1 with nothing to estimate from"
+    assert summary([None]) == "1 run left, nothing finished to estimate them from"
     assert summary([600.0], [3000.0]).endswith("; and 1 shared checkpoint to train first (≈ 50 min)")
     assert summary([600.0], [3000.0, None]).endswith("; and 2 shared checkpoints to train first (not estimated)")

@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--retry-failed", action="store_true", help="run again the cells whose record says they failed (skipped otherwise)")
     batch.add_argument(
         "--hours", type=float, default=None, metavar="H",
-        help="start only the cells that the finished cells like them say will end within H hours of the start (see --dry-run); list the others",
+        help="start only the cells that the estimates from the finished cells say will end within H hours of the start (see --dry-run); list the others",
     )
     what_runs = batch.add_mutually_exclusive_group()
     what_runs.add_argument(

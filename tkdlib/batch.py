@@ -27,6 +27,7 @@ from tqdm import tqdm
 from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
 from tkdlib.experiment import Config, load_record, read_record, run, run_dir
 from tkdlib.parking import read_parked
+from tkdlib.pipelines import epochs_trained, training_epochs
 from tkdlib.io import atomic_write
 from tkdlib.plan import Estimate, Estimates, duration, own_seconds, summary
 from tkdlib.profile import Profile, load_profile
@@ -67,6 +68,14 @@ class Cell:
         paths = {phase: checkpoint_path(folder, self.config, phase) for phase in shared_phases(self.config)}
         return {phase: path for phase, path in paths.items() if not path.is_file()}
 
+    def trained_fraction(self) -> float:
+        """The fraction of its own training epochs (`tkdlib.pipelines.training_epochs`) that a cell
+        stopped midway has behind it, from the states it resumes from (`tkdlib.parking.read_parked`); 0 for one not started."""
+        kept, planned = read_parked(self.directory), training_epochs(self.config)
+        if not kept or planned == 0:
+            return 0.0
+        return min(1.0, epochs_trained({name: len(state["history"]) for name, state in kept.items()}) / planned)
+
     def label(self) -> str:
         c = self.config
         extra = "".join(f" {name}={value}" for name, value in self.changes.items())
@@ -97,7 +106,7 @@ class ToRun:
 
     def summary(self) -> str:
         """`tkdlib.plan.summary` of these cells and checkpoints."""
-        return summary([None if found is None else found.seconds for _, found in self.cells], self.checkpoints)
+        return summary([None if found is None else found.left for _, found in self.cells], self.checkpoints)
 
 
 def to_run(selected: list[Cell], every: list[Cell]) -> ToRun:
@@ -105,7 +114,8 @@ def to_run(selected: list[Cell], every: list[Cell]) -> ToRun:
     estimates = estimates_of(every)
     left = [cell for cell in selected if not cell.done and cell.failure is None]
     to_train = {path: phase for cell in left for phase, path in cell.missing_checkpoints().items()}  # each file once
-    return ToRun([(cell, estimates.cell(cell.config, cell.changes)) for cell in left], [estimates.checkpoints.get(phase) for phase in to_train.values()])
+    estimated = [(cell, estimates.cell(cell.config, cell.changes, cell.trained_fraction())) for cell in left]
+    return ToRun(estimated, [estimates.checkpoints.get(phase) for phase in to_train.values()])
 
 
 def _print_cells(selected: list[Cell], every: list[Cell]) -> None:
@@ -135,11 +145,12 @@ def _not_started(cell: Cell, every: list[Cell], seconds_left: float) -> str | No
     """Why `cell` should not start with `seconds_left` of the batch's hours, or None if it fits:
     its estimate (`tkdlib.plan`, the shared checkpoints it would train first included) is longer,
     or there is nothing finished like it to estimate from."""
-    seconds = estimates_of(every).total(cell.config, cell.changes, cell.missing_checkpoints())
+    seconds = estimates_of(every).total(cell.config, cell.changes, cell.missing_checkpoints(), cell.trained_fraction())
     if seconds is None:
-        return "not started: nothing finished like it (or its shared checkpoints) to estimate its time from; run it without --hours"
+        return "not started: nothing finished to estimate its time (or its shared checkpoints') from; run it without --hours"
     if seconds > seconds_left:
-        return f"not started: it should take ≈ {duration(seconds)}, more than the {duration(max(seconds_left, 0))} left of --hours"
+        needed, left = duration(seconds), duration(max(seconds_left, 0))
+        return f"not started: it should take ≈ {needed}, {'a little ' if needed == left else ''}more than the {left} left of --hours"
     return None
 
 

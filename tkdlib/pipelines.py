@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,3 +325,24 @@ def counted_phases(config: Config) -> tuple[str, ...]:
     uses_teacher = config.method in TEACHER_SCORED or config.retrain_with_kd
     teacher_phases = ("teacher", "calibrate") if uses_teacher else ()
     return (*teacher_phases, "dense", "guide", "score", "retrain")
+
+
+def training_epochs(config: Config) -> int:
+    """Passes over the training data that a run of `config` trains in its own phases (the shared
+    teacher and dense student left out): guiding (the `TEACHER_SCORED` methods) and every
+    retraining round; COLT's two half-data tickets of a round count as one pass, its final
+    training as another; EPSD's sparse training lasts ``student_epochs + retrain_epochs``."""
+    c = config
+    if c.method == "epsd":
+        return c.student_epochs + c.retrain_epochs
+    if c.method == "colt":
+        return (c.rounds + 1) * c.retrain_epochs
+    guide = c.guide_epochs if c.method in TEACHER_SCORED else 0
+    return guide + c.rounds * c.retrain_epochs
+
+
+def epochs_trained(phases: Mapping[str, int]) -> float:
+    """The passes over the training data, in the units of `training_epochs`, that the phases of a
+    stopped run finished (phase name → its finished epochs): an epoch of a COLT ticket
+    (``round<i>_half<j>``, half the data) counts half."""
+    return sum(epochs / 2 if "_half" in name else epochs for name, epochs in phases.items())

@@ -17,13 +17,13 @@ from tkdlib.report.style import label
 def remaining_runs(out_dir: str | Path, profile: Profile) -> pd.DataFrame:
     """One row per cell the profile's grid plans that has neither finished nor failed, in the
     grid's order: ``run`` (its folder under `out_dir`), method, sparsity (fraction of prunable
-    weights removed), seed, variant, ``estimated minutes`` (the median wall time of the finished
-    runs like it, `tkdlib.plan`; NaN where none is) and ``estimated from`` (which runs)."""
+    weights removed), seed, variant, ``estimated minutes`` (what it has left to run, from the
+    finished runs, `tkdlib.plan`; NaN where none is) and ``estimated from`` (which runs, and how)."""
     every = cells(profile, out_dir)
     rows = [
         {
             "run": cell.directory.name, "method": label(cell.config.method), "sparsity": cell.config.sparsity, "seed": cell.config.seed,
-            "variant": variant_name(cell.changes), "estimated minutes": math.nan if found is None else round(found.seconds / 60),
+            "variant": variant_name(cell.changes), "estimated minutes": math.nan if found is None else round(found.left / 60),
             "estimated from": _basis(found),
         }
         for cell, found in to_run(every, every).cells
@@ -33,9 +33,8 @@ def remaining_runs(out_dir: str | Path, profile: Profile) -> pd.DataFrame:
 
 def _basis(found: Estimate | None) -> str:
     if found is None:
-        return "no finished run like it"
-    runs = f"{found.runs} finished run{'s' if found.runs > 1 else ''}"
-    return f"{runs} like it" if found.same_settings else f"{runs} of the method, other settings"
+        return "nothing finished to estimate from"
+    return found.source() + ("" if not found.done else f"; {found.done:.0%} of it done")
 
 
 def remaining_text(out_dir: str | Path, profile: Profile) -> str:
@@ -46,6 +45,6 @@ def remaining_text(out_dir: str | Path, profile: Profile) -> str:
     if not left.cells:
         return "Every run the grid plans has finished or failed."
     return (
-        f"{left.summary()}. The estimates are median wall times of the finished runs like them, on the machines "
-        "that ran those; machines of one name differ by up to 2×."
+        f"{left.summary()}. The estimates are median wall times of the finished runs like them (or, for a method none "
+        "of whose runs finished, of their training epochs), on the machines that ran those; machines of one name differ by up to 2×."
     )
