@@ -17,7 +17,7 @@ from tkdlib.__main__ import main
 from tkdlib.batch import cells, parse_shard, run_batch, shard
 from tkdlib.experiment import load_record
 from tkdlib.profile import load_profile
-from tkdlib.report import remaining_runs, remaining_text
+from tkdlib.report import remaining_runs, remaining_text, runs_left
 
 
 def glued(notebook_path) -> dict[str, str]:
@@ -187,11 +187,11 @@ def test_hours_start_only_the_cells_their_estimates_say_will_end_in_time(tiny_ba
     assert re.search(r"NOT RUN \S+ resnet20 magnitude s=0.8 seed=1: not started: it should take ≈ \d+ (s|min), more than the 0 s left of --hours", out)
     assert re.search(r"NOT RUN \S+ resnet20 snip s=0.8 seed=0: not started: it should take ≈ \d+ (s|min), more than", out)
     assert "NOT RUN cifar10-sample resnet20 epsd s=0.8 seed=0: not started: nothing finished to estimate its time" in out
-    left = remaining_runs(out_dir, load_profile(profile))
+    left = remaining_runs(runs_left(out_dir, load_profile(profile)))
     assert list(left["method"]) == ["magnitude", "SNIP", "EPSD (our re-implementation)"] and list(left["seed"]) == [1, 0, 0]
     assert left["estimated minutes"].iloc[1] >= 0 and math.isnan(left["estimated minutes"].iloc[2])
     assert list(left["estimated from"]) == ["1 finished run like it", "1 epoch at the pace of 3 finished runs", "nothing finished to estimate from"]
-    assert remaining_text(out_dir, load_profile(profile)).startswith("3 runs left: ≈ ")
+    assert remaining_text(runs_left(out_dir, load_profile(profile))).startswith("3 runs left: ≈ ")
     assert main(common + ["--hours", "1"]) == 0
     out = capsys.readouterr().out
     seed_1, snip, epsd = (next(cell for cell in cells(load_profile(profile), out_dir) if cell.config.method == method and cell.config.seed == seed)

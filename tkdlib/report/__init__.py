@@ -13,7 +13,7 @@ from tkdlib.report.figures import (
 from tkdlib.report.records import (
     OURS, comparison_sparsity, data_label, failed_runs, load_records, main_comparison, per_seed, planned_methods,
 )
-from tkdlib.report.progress import remaining_runs, remaining_text
+from tkdlib.report.progress import remaining_runs, remaining_text, runs_left
 from tkdlib.report.regimes import compared_records, comparison_intro, regime_table, regime_text
 from tkdlib.report.saliency import (
     emptied_layers, guiding_table, mask_accuracy_table, normalization_table, overlap_matrix, retraining_normalization_table,
@@ -35,6 +35,6 @@ __all__ = [
     "compute_summary", "data_label", "earned_variants", "emptied_layers", "guiding_table", "layer_density_gap", "mask_accuracy_table", "normalization_table",
     "overlap_heatmaps", "overlap_matrix", "retraining_normalization_table", "saliency_table", "saliency_text", "score_batches_table", "efficiency_table", "failed_runs", "figure_source", "headline", "headline_text",
     "iterative_cost_text", "label", "layer_density", "layer_density_comparison", "layer_density_heatmap", "load_records", "main_comparison", "page_caption",
-    "compared_records", "comparison_intro", "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "regime_slopes", "regime_table", "regime_text", "remaining_runs", "remaining_text", "results_table", "run_summary", "runs_table",
+    "compared_records", "comparison_intro", "per_seed", "phase_costs", "phase_times", "planned_methods", "readable", "regime_slopes", "regime_table", "regime_text", "remaining_runs", "remaining_text", "results_table", "runs_left", "run_summary", "runs_table",
     "switch_effects", "thinnest_layers", "variant_decision_sentences", "variant_decision_table",
 ]

@@ -7,26 +7,32 @@ from pathlib import Path
 
 import pandas as pd
 
-from tkdlib.batch import cells, to_run
+from tkdlib.batch import ToRun, cells, to_run
 from tkdlib.plan import Estimate
 from tkdlib.profile import Profile
 from tkdlib.report.records import variant_name
 from tkdlib.report.style import label
 
 
-def remaining_runs(out_dir: str | Path, profile: Profile) -> pd.DataFrame:
-    """One row per cell the profile's grid plans that has neither finished nor failed, in the
-    grid's order: ``run`` (its folder under `out_dir`), method, sparsity (fraction of prunable
-    weights removed), seed, variant, ``estimated minutes`` (what it has left to run, from the
-    finished runs, `tkdlib.plan`; NaN where none is) and ``estimated from`` (which runs, and how)."""
+def runs_left(out_dir: str | Path, profile: Profile) -> ToRun:
+    """The cells of the profile's grid that have neither finished nor failed, in the grid's order,
+    each with its estimate (`tkdlib.batch.to_run`)."""
     every = cells(profile, out_dir)
+    return to_run(every, every)
+
+
+def remaining_runs(left: ToRun) -> pd.DataFrame:
+    """One row per cell of `left` (`runs_left`): ``run`` (its folder), method, sparsity (fraction
+    of prunable weights removed), seed, variant, ``estimated minutes`` (what it has left to run,
+    from the finished runs, `tkdlib.plan`; NaN where nothing is) and ``estimated from`` (which
+    runs, and how)."""
     rows = [
         {
             "run": cell.directory.name, "method": label(cell.config.method), "sparsity": cell.config.sparsity, "seed": cell.config.seed,
             "variant": variant_name(cell.changes), "estimated minutes": math.nan if found is None else round(found.left / 60),
             "estimated from": _basis(found),
         }
-        for cell, found in to_run(every, every).cells
+        for cell, found in left.cells
     ]
     return pd.DataFrame(rows, columns=["run", "method", "sparsity", "seed", "variant", "estimated minutes", "estimated from"])
 
@@ -37,11 +43,10 @@ def _basis(found: Estimate | None) -> str:
     return found.source() + ("" if not found.done else f"; {found.done:.0%} of it done")
 
 
-def remaining_text(out_dir: str | Path, profile: Profile) -> str:
-    """A sentence on what the grid has left: how many runs, their estimated wall time and that of
-    the shared checkpoints they train first (`tkdlib.batch.ToRun.summary`), or that none is left."""
-    every = cells(profile, out_dir)
-    left = to_run(every, every)
+def remaining_text(left: ToRun) -> str:
+    """A sentence on what the grid has left (`runs_left`): how many runs, their estimated wall time
+    and that of the shared checkpoints they train first (`tkdlib.batch.ToRun.summary`), or that
+    none is left."""
     if not left.cells:
         return "Every run the grid plans has finished or failed."
     return (
