@@ -81,13 +81,17 @@ def layer_rule(variant: str) -> str | None:
     return "collapse allowed" if variant == COLLAPSE_SWITCH else None
 
 
+def rule_of(variant: str) -> str | None:
+    """The layer rule a variant's runs are compared under: ``""`` for the main comparison (no
+    switch), `layer_rule`'s name for a variant that changes only the layer rule, None otherwise."""
+    return "" if variant == "" else layer_rule(variant)
+
+
 def runs_by_layer_rule(records: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
-    """The runs under each layer rule, in the order comparisons prefer them: the main comparison
-    (rule ""), then each per-layer floor, then any other rule ("collapse allowed"); rules are
-    named as `layer_rule` names them."""
-    yield "", main_comparison(records)
-    rules = records["variant"].map(layer_rule)
-    for rule in sorted(rules.dropna().unique(), key=lambda rule: (not rule.startswith(FLOOR_RULE), rule)):
+    """The runs under each layer rule (`rule_of`), in the order comparisons prefer them: the main
+    comparison (rule ""), then each per-layer floor, then any other rule ("collapse allowed")."""
+    rules = records["variant"].map(rule_of)
+    for rule in sorted(set(rules.dropna()) | {""}, key=lambda rule: (rule != "", not rule.startswith(FLOOR_RULE), rule)):
         yield rule, records[rules == rule]
 
 

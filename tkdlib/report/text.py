@@ -12,7 +12,7 @@ import pandas as pd
 from tkdlib.profile import Profile
 from tkdlib.report.records import OURS, VARIANT_SEPARATOR, at_comparison_sparsity, comparison_sparsity, data_label, main_comparison, per_seed, planned_methods, variant_name
 from tkdlib.report.style import and_list, label, method_order
-from tkdlib.report.tables import ablation_table, cost_over_ours, layer_rule, runs_by_layer_rule
+from tkdlib.report.tables import ablation_table, cost_over_ours, rule_of, runs_by_layer_rule
 
 
 def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) -> str:
@@ -26,7 +26,7 @@ def by_sparsity_text(records: pd.DataFrame, failed: pd.DataFrame | None = None) 
     failed_ours = set()
     if failed is not None:
         ours = failed[failed["method"] == OURS]
-        failed_ours = set(zip(ours["variant"].map(lambda variant: layer_rule(variant) if variant else ""), ours["sparsity"]))
+        failed_ours = set(zip(ours["variant"].map(rule_of), ours["sparsity"]))
     sentences: dict[float, str] = {}
     for rule, runs in runs_by_layer_rule(records):
         grouped = runs.groupby(["sparsity", "method"])
