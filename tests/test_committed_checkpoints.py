@@ -14,13 +14,14 @@ from tkdlib.io import sha256_of
 REPO = Path(__file__).resolve().parents[1]
 FILE_LIMIT = 12 * 10**6  # bytes a committed checkpoint may have
 TOTAL_LIMIT = 60 * 10**6  # bytes all committed checkpoints together may have
+CHECKPOINT_SUFFIXES = (".pt", ".pt.gz")  # weights and training states (parked runs, `tkdlib.parking`)
 
 
 def committed_checkpoints() -> list[Path]:
     listed = subprocess.run(["git", "ls-files", "-z", "runs"], cwd=REPO, capture_output=True)
     if listed.returncode != 0:
         pytest.skip("not a git checkout: which checkpoints are committed is unknown")
-    return [REPO / name for name in listed.stdout.decode().split("\0") if name.endswith(".pt")]
+    return [REPO / name for name in listed.stdout.decode().split("\0") if name.endswith(CHECKPOINT_SUFFIXES)]
 
 
 def test_committed_checkpoints_fit_the_size_limits():

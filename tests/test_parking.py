@@ -3,17 +3,17 @@ the record of the uninterrupted run."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
-import torch
-
 from tkdlib import train
 from tkdlib.__main__ import main
 from tkdlib.checkpoints import CheckpointHashError, digest_path
 from tkdlib.experiment import Config, run, run_dir
-from tkdlib.parking import PARKED_NAME, PARTIAL_DIR, park, read_parked, unpark
+from tkdlib.parking import PARKED_NAME, PARTIAL_DIR, DeadlineReached, park, read_parked, stop_at, unpark
 from tkdlib.train import FINISHED_STEPS, EpochState, fit
 
 from conftest import TINY_PROFILE, TINY_RUN
@@ -112,8 +112,67 @@ def test_park_command_packs_each_stopped_cell_and_the_dry_run_shows_what_it_resu
     assert main(["park", "--profile", str(profile_file), "--out-dir", str(out_dir)]) == 0
     shown = capsys.readouterr().out
     assert f"parked {imp_cell.directory / PARKED_NAME}" in shown and "retrain1 at epoch 1" in shown
-    assert torch.load(imp_cell.directory / PARKED_NAME, weights_only=True)["retrain1"]["history"][0]["epoch"] == 1
+    shutil.rmtree(imp_cell.directory / PARTIAL_DIR)  # as a fresh checkout has it
+    assert read_parked(imp_cell.directory)["retrain1"]["history"][0]["epoch"] == 1
 
     assert main(["batch", "--profile", str(profile_file), "--out-dir", str(out_dir), "--dry-run"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if " imp " in line]
     assert listed and listed[0].startswith("todo") and listed[0].endswith("resumes: retrain1 at epoch 1")
+
+
+def test_stop_at_interrupts_the_block_when_the_time_is_over_and_only_then():
+    with pytest.raises(DeadlineReached):
+        with stop_at(0.05):
+            time.sleep(2)
+    with stop_at(0.2):
+        pass
+    time.sleep(0.3)  # the timer was cancelled with the block: nothing is raised here
+    with pytest.raises(DeadlineReached):
+        with stop_at(0):
+            pass
+
+
+def test_a_batch_parks_the_cell_running_when_its_hours_are_over_and_a_fresh_checkout_finishes_it(
+    tiny_batch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from tkdlib.batch import cells
+    from tkdlib.profile import load_profile
+
+    out_dir = tmp_path / "runs"
+    shutil.copytree(tiny_batch.out_dir, out_dir)
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(TINY_PROFILE + '[[grid]]\nmethod = ["snip"]\nsparsity = [0.8]\nretrain_epochs = [2]\n'
+                       '[[grid]]\nmethod = ["magnitude"]\nsparsity = [0.8]\nseed = [1]\n')
+    snip = next(cell for cell in cells(load_profile(profile), out_dir) if cell.config.method == "snip")
+    common = ["batch", "--profile", str(profile), "--out-dir", str(out_dir), "--no-notebooks", "--hours", "1", "--park"]
+    real_epoch, calls = train.train_epoch, []
+
+    def hours_over_in_second_epoch(*args, **kwargs):  # stands for the timer of `stop_at` going off
+        calls.append(1)
+        if len(calls) == 2:
+            raise DeadlineReached
+        return real_epoch(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "train_epoch", hours_over_in_second_epoch)
+        assert main(common) == 0
+    out = capsys.readouterr().out
+    assert f"NOT RUN {snip.label()}: stopped when the hours were over and parked: retrain1 at epoch 1" in out
+    assert "magnitude s=0.8 seed=1: not started: the hours are over" in out
+    assert not snip.done and snip.failure is None and (snip.directory / PARKED_NAME).is_file()
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(out_dir, fresh, ignore=UNCOMMITTED)
+    assert main(["batch", "--profile", str(profile), "--out-dir", str(fresh), "--only", "snip", "--no-notebooks", "--hours", "1", "--park"]) == 0
+    record = json.loads((fresh / snip.directory.name / "record.json").read_text())
+    assert record["status"] == "finished" and record["seconds"]["resumed"] and len(record["history"]["retrain1"]) == 2
+    assert not (fresh / snip.directory.name / PARKED_NAME).exists()
+
+
+def test_park_needs_hours_and_cells_run_in_this_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    profile_file = tmp_path / "tiny.toml"
+    profile_file.write_text(TINY_PROFILE)
+    for flags in (["--no-notebooks", "--park"], ["--hours", "1", "--park"]):
+        assert main(["batch", "--profile", str(profile_file), "--out-dir", str(tmp_path / "runs"), *flags]) == 2
+        assert "--park stops the running cell when the --hours are over" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -58,10 +58,13 @@ example:
 
 
 PARK_EXAMPLE = """\
-example: a sitting that must end within 2 hours runs an iterative cell as far as it gets, then parks it
-  timeout 2h python -m tkdlib batch --profile cifar10-converged --no-notebooks --only "imp s=0.9 seed=0"
+examples: a sitting that must end within 2 hours runs cells as far as it gets, then parks the one running
+  python -m tkdlib batch --profile cifar10-converged --no-notebooks --hours 2 --park
+  python -m tkdlib batch --profile cifar10-converged --dry-run   # "resumes: retrain1 done (20 epochs), ..."
+or, for a batch that was killed:
   python -m tkdlib park --profile cifar10-converged
-  git add runs/cifar10-converged/*/parked.pt*   # the next sitting's batch resumes the cell from them
+then commit the parked files: the next sitting's batch, in a fresh checkout, resumes the cells from them
+  git add runs/cifar10-converged/*/parked.pt.gz*
 """
 
 
@@ -124,7 +127,7 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
         "park",
         help="pack the training states of a profile's unfinished cells into files to commit, so a later sitting resumes them",
         description="For every cell of a profile stopped midway (its batch killed), pack its per-epoch training states "
-        "(<run>/partial/, not committed) into <run>/parked.pt with its sha256 sidecar (tkdlib.parking). Commit those files: "
+        "(<run>/partial/, not committed) into <run>/parked.pt.gz with its sha256 sidecar (tkdlib.parking). Commit those files: "
         "a fresh checkout then resumes the cell where it stopped. Stop the batch first.",
         epilog=PARK_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -309,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         "--hours", type=float, default=None, metavar="H",
         help="start only the cells that the estimates from the finished cells say will end within H hours of the start (see --dry-run); list the others",
     )
+    batch.add_argument(
+        "--park", action="store_true",
+        help="with --hours and --no-notebooks: start cells while hours are left, and when they are over stop the running cell "
+        "and park it (python -m tkdlib park --help) for a later sitting to resume",
+    )
     what_runs = batch.add_mutually_exclusive_group()
     what_runs.add_argument(
         "--no-notebooks", action="store_true", help="run the cells directly, without papermill or summary notebooks (same records)"
@@ -334,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         failures = run_batch(
             args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,
             notebooks=not args.no_notebooks, examples=args.examples, run_cells=not args.summaries_only, retry_failed=args.retry_failed,
-            hours=args.hours,
+            hours=args.hours, park_at_end=args.park,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

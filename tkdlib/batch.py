@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
 from tkdlib.experiment import Config, load_record, read_record, run, run_dir
-from tkdlib.parking import read_parked
+from tkdlib.parking import PARKED_NAME, DeadlineReached, park, read_parked, stop_at
 from tkdlib.pipelines import epochs_trained, training_epochs
 from tkdlib.io import atomic_write
 from tkdlib.plan import Estimate, Estimates, duration, own_seconds, summary
@@ -141,17 +141,33 @@ def _print_cells(selected: list[Cell], every: list[Cell]) -> None:
         print(left.summary())
 
 
-def _not_started(cell: Cell, every: list[Cell], seconds_left: float) -> str | None:
+def _not_started(cell: Cell, every: list[Cell], seconds_left: float, parking: bool = False) -> str | None:
     """Why `cell` should not start with `seconds_left` of the batch's hours, or None if it fits:
     its estimate (`tkdlib.plan`, the shared checkpoints it would train first included) is longer,
-    or there is nothing finished like it to estimate from."""
-    seconds = estimates_of(every).total(cell.config, cell.changes, cell.missing_checkpoints(), cell.trained_fraction())
+    or there is nothing finished to estimate it from. When `parking` (the running cell is parked
+    when the hours are over) only the shared checkpoints it trains first must fit (they are not
+    parked), in the hours left."""
+    estimates = estimates_of(every)
+    if parking:
+        if seconds_left <= 0:
+            return "not started: the hours are over"
+        what, seconds = "its shared checkpoints", estimates.checkpoint_seconds(cell.missing_checkpoints())
+    else:
+        what, seconds = "it", estimates.total(cell.config, cell.changes, cell.missing_checkpoints(), cell.trained_fraction())
     if seconds is None:
-        return "not started: nothing finished to estimate its time (or its shared checkpoints') from; run it without --hours"
+        return f"not started: nothing finished to estimate {what} from; run it without --hours"
     if seconds > seconds_left:
         needed, left = duration(seconds), duration(max(seconds_left, 0))
-        return f"not started: it should take ≈ {needed}, {'a little ' if needed == left else ''}more than the {left} left of --hours"
+        return f"not started: {what} should take ≈ {needed}, {'a little ' if needed == left else ''}more than the {left} left of --hours"
     return None
+
+
+def _parked_line(cell: Cell) -> str:
+    """Park `cell`, stopped when the hours were over; say what it keeps and where, to commit."""
+    kept = park(cell.directory)
+    if not kept:
+        return f"{cell.label()}: stopped when the hours were over, before its first epoch ended: nothing to park"
+    return f"{cell.label()}: stopped when the hours were over and parked: {kept.describe()}; commit {cell.directory / PARKED_NAME} and its .sha256"
 
 
 def _last_line(text: str) -> str:
@@ -256,6 +272,7 @@ def run_batch(
     run_cells: bool = True,
     retry_failed: bool = False,
     hours: float | None = None,
+    park_at_end: bool = False,
 ) -> int:
     """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
 
@@ -269,13 +286,19 @@ def run_batch(
     Cells whose record says they failed are skipped unless `retry_failed`. With `hours`, a cell
     starts only if the finished cells like it (`tkdlib.plan`) say it and the shared checkpoints it
     trains first end within that many hours of the batch's start; the others are listed as not
-    started. A profile that does not load, an `only` that selects no cell, or `hours` ≤ 0 raises
-    `ValueError` before any work.
+    started. With `park_at_end` as well (cells run directly, `notebooks` false), cells start while
+    hours are left, whatever they should take (only the shared checkpoints they train first must
+    end in time: those are not parked), and when the hours are over the running cell is stopped
+    and parked (`tkdlib.parking`): its states go to a file to commit, from which a later sitting
+    resumes it. A profile that does not load, an `only` that selects no cell, `hours` ≤ 0, or
+    `park_at_end` without `hours` or with `notebooks` raises `ValueError` before any work.
     """
     if not (run_cells or notebooks):
         raise ValueError("with neither cells nor notebooks there is nothing to do: drop --summaries-only or --no-notebooks")
     if hours is not None and not hours > 0:
         raise ValueError(f"--hours must be a positive number of hours, got {hours}")
+    if park_at_end and (hours is None or notebooks):
+        raise ValueError("--park stops the running cell when the --hours are over: give --hours, and --no-notebooks (cells run in this process)")
     deadline = None if hours is None else time.monotonic() + hours * 3600
     profile = load_profile(profile_name)
     root = Path(out_dir or profile.out_dir).resolve()
@@ -301,12 +324,19 @@ def run_batch(
         if not retry_failed and cell.failure is not None:
             not_run.append(f"{cell.label()}: it failed before ({_last_line(cell.failure)}); --retry-failed runs it again")
             continue
-        if deadline is not None and (reason := _not_started(cell, every, deadline - time.monotonic())):
+        if deadline is not None and (reason := _not_started(cell, every, deadline - time.monotonic(), park_at_end)):
             not_run.append(f"{cell.label()}: {reason}")
             continue
         if notebooks:
             parameters = notebook_parameters(profile, cell, root, data_root)
             failures += _attempt(cell.label(), cell.directory, execute, "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
+        elif park_at_end:
+            try:
+                with stop_at(deadline - time.monotonic()):
+                    failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root, False, profile.runtime())
+            except DeadlineReached:
+                not_run.append(_parked_line(cell))
+                deadline = time.monotonic()  # the hours are over: no other cell starts
         else:
             failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root, False, profile.runtime())
     summary = {"profile": profile.reference, "out_dir": _shown(root)}

@@ -98,12 +98,17 @@ class Estimates:
             return Estimate(pace[0] * epochs, pace[1], basis="epochs", done=done, epochs=epochs)
         return None
 
+    def checkpoint_seconds(self, missing: Iterable[str]) -> float | None:
+        """Seconds to train the shared checkpoints of the `missing` phases; None where any of them
+        has nothing to estimate from."""
+        parts = [self.checkpoints.get(phase) for phase in missing]
+        return None if None in parts else sum(parts)
+
     def total(self, config: Config, changes: dict[str, Any], missing: Iterable[str], done: float = 0.0) -> float | None:
         """Seconds left for a cell to run (`done` of it behind it) and the shared checkpoints of
         the `missing` phases it trains first; None where any of them has nothing to estimate from."""
-        found = self.cell(config, changes, done)
-        parts = [None if found is None else found.left, *(self.checkpoints.get(phase) for phase in missing)]
-        return None if None in parts else sum(parts)
+        found, checkpoints = self.cell(config, changes, done), self.checkpoint_seconds(missing)
+        return None if found is None or checkpoints is None else found.left + checkpoints
 
 
 class Estimate(NamedTuple):
