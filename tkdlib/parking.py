@@ -49,10 +49,12 @@ class Parked(dict[str, dict[str, Any]]):
 
     def describe(self) -> str:
         """``"retrain1 done (20 epochs), retrain2 at epoch 7"``."""
-        return ", ".join(
-            f"{name} done ({len(state['history'])} epochs)" if _finished(state) else f"{name} at epoch {len(state['history'])}"
-            for name, state in self.items()
-        )
+        return ", ".join(_progress(name, state) for name, state in self.items())
+
+
+def _progress(name: str, state: dict[str, Any]) -> str:
+    epochs = len(state["history"])
+    return f"{name} done ({epochs} epoch{'s' if epochs != 1 else ''})" if _finished(state) else f"{name} at epoch {epochs}"
 
 
 def _finished(state: dict[str, Any]) -> bool:
@@ -71,11 +73,7 @@ def _reduced(state: dict[str, Any]) -> dict[str, Any]:
 def park(run_directory: Path) -> Parked:
     """Pack the states under ``<run_directory>/partial/`` into ``parked.pt.gz`` (atomically, with its
     sha256 sidecar); returns what it packed (empty, writing nothing, where there is no state)."""
-    parked = Parked()
-    for path in sorted((run_directory / PARTIAL_DIR).glob("*.pt")):
-        state = load_checkpoint(path)
-        if state is not None:
-            parked[path.stem] = _reduced(state)
+    parked = Parked({name: _reduced(state) for name, state in _partial_states(run_directory).items()})
     if parked:
         target = run_directory / PARKED_NAME
         with atomic_write(target) as handle, gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as packed:
@@ -107,13 +105,16 @@ def unpark(run_directory: Path) -> Parked:
     return parked
 
 
+def _partial_states(run_directory: Path) -> Parked:
+    """The readable states under ``<run_directory>/partial/``, by phase name."""
+    paths = sorted((run_directory / PARTIAL_DIR).glob("*.pt"))
+    return Parked({path.stem: state for path in paths if (state := load_checkpoint(path)) is not None})
+
+
 def read_parked(run_directory: Path) -> Parked:
     """What a run has kept to resume from: its states under ``partial/`` if any, else its parked
     file's (empty where it has neither)."""
-    partial = sorted((run_directory / PARTIAL_DIR).glob("*.pt"))
-    if partial:
-        return Parked({path.stem: state for path in partial if (state := load_checkpoint(path)) is not None})
-    return _read(run_directory / PARKED_NAME)
+    return _partial_states(run_directory) or _read(run_directory / PARKED_NAME)
 
 
 def parked_files(run_directory: Path) -> list[Path]:
