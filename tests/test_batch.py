@@ -186,7 +186,7 @@ def test_hours_start_only_the_cells_their_estimates_say_will_end_in_time(tiny_ba
     out = capsys.readouterr().out
     assert re.search(r"NOT RUN \S+ resnet20 magnitude s=0.8 seed=1: not started: it should take ≈ \d+ (s|min), more than the 0 s left of --hours", out)
     assert re.search(r"NOT RUN \S+ resnet20 snip s=0.8 seed=0: not started: it should take ≈ \d+ (s|min), more than", out)
-    assert "NOT RUN cifar10-sample resnet20 epsd s=0.8 seed=0: not started: nothing finished to estimate its time" in out
+    assert "NOT RUN cifar10-sample resnet20 epsd s=0.8 seed=0: not started: no finished run to estimate it from" in out
     left = remaining_runs(runs_left(out_dir, load_profile(profile)))
     assert list(left["method"]) == ["magnitude", "SNIP", "EPSD (our re-implementation)"] and list(left["seed"]) == [1, 0, 0]
     assert left["estimated minutes"].iloc[1] >= 0 and math.isnan(left["estimated minutes"].iloc[2])

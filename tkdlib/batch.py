@@ -155,7 +155,7 @@ def _not_started(cell: Cell, every: list[Cell], seconds_left: float, parking: bo
     else:
         what, seconds = "it", estimates.total(cell.config, cell.changes, cell.missing_checkpoints(), cell.trained_fraction())
     if seconds is None:
-        return f"not started: nothing finished to estimate {what} from; run it without --hours"
+        return f"not started: no finished run to estimate {what} from; run it without --hours"
     if seconds > seconds_left:
         needed, left = duration(seconds), duration(max(seconds_left, 0))
         return f"not started: {what} should take ≈ {needed}, {'a little ' if needed == left else ''}more than the {left} left of --hours"
