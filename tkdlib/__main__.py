@@ -132,16 +132,17 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
         epilog=PARK_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    park.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
-    park.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
+    _add_profile_arguments(park, data_root=False)
     park.add_argument("--only", default=None, help="park only cells whose label contains this glob")
 
 
-def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
-    """--profile, --out-dir and --data-root: which profile's cells, where their runs live, where the data is."""
+def _add_profile_arguments(parser: argparse.ArgumentParser, data_root: bool = True) -> None:
+    """--profile, --out-dir and (unless not `data_root`) --data-root: which profile's cells, where
+    their runs live, where the data is."""
     parser.add_argument("--profile", required=True, help=f"one of {', '.join(available_profiles())}, or a .toml path")
     parser.add_argument("--out-dir", default=None, help="where runs live (default: the profile's out_dir)")
-    parser.add_argument("--data-root", default=None, help="folder holding the datasets (default: $TKD_DATA)")
+    if data_root:
+        parser.add_argument("--data-root", default=None, help="folder holding the datasets (default: $TKD_DATA)")
 
 
 def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ checkpoint whose bytes do not match its sha256) writes no record and stays to do
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from tkdlib.checkpoints import CHECKPOINTS, checkpoint_path
 from tkdlib.experiment import Config, load_record, read_record, run, run_dir
-from tkdlib.parking import PARKED_NAME, DeadlineReached, park, read_parked, stop_at
+from tkdlib.parking import PARKED_NAME, DeadlineReached, Parked, park, read_parked, stop_at
 from tkdlib.pipelines import epochs_trained, training_epochs
 from tkdlib.io import atomic_write
 from tkdlib.plan import Estimate, Estimates, duration, own_seconds, summary
@@ -68,10 +69,12 @@ class Cell:
         paths = {phase: checkpoint_path(folder, self.config, phase) for phase in shared_phases(self.config)}
         return {phase: path for phase, path in paths.items() if not path.is_file()}
 
-    def trained_fraction(self) -> float:
+    def trained_fraction(self, kept: Parked | None = None) -> float:
         """The fraction of its own training epochs (`tkdlib.pipelines.training_epochs`) that a cell
-        stopped midway has behind it, from the states it resumes from (`tkdlib.parking.read_parked`); 0 for one not started."""
-        kept, planned = read_parked(self.directory), training_epochs(self.config)
+        stopped midway has behind it, from the states it resumes from (`kept`, read here with
+        `tkdlib.parking.read_parked` when not given); 0 for one not started."""
+        kept = read_parked(self.directory) if kept is None else kept
+        planned = training_epochs(self.config)
         if not kept or planned == 0:
             return 0.0
         return min(1.0, epochs_trained({name: len(state["history"]) for name, state in kept.items()}) / planned)
@@ -96,17 +99,26 @@ def estimates_of(every: list[Cell]) -> Estimates:
 
 
 @dataclass(frozen=True)
-class ToRun:
-    """The cells of a selection still to run (neither finished nor failed), each with its
-    `tkdlib.plan.Estimate` (None: nothing like it finished), and the estimated seconds of each
-    shared checkpoint they train first (None: none of its phase finished)."""
+class CellLeft:
+    """A cell still to run: its `tkdlib.plan.Estimate` (None: nothing like it finished) and the
+    training states it resumes from (`tkdlib.parking.read_parked`; empty for one not started)."""
 
-    cells: list[tuple[Cell, Estimate | None]]
+    cell: Cell
+    estimate: Estimate | None
+    kept: Parked
+
+
+@dataclass(frozen=True)
+class ToRun:
+    """The cells of a selection still to run (neither finished nor failed), and the estimated
+    seconds of each shared checkpoint they train first (None: none of its phase finished)."""
+
+    cells: list[CellLeft]
     checkpoints: list[float | None]
 
     def summary(self) -> str:
         """`tkdlib.plan.summary` of these cells and checkpoints."""
-        return summary([None if found is None else found.left for _, found in self.cells], self.checkpoints)
+        return summary([None if left.estimate is None else left.estimate.left for left in self.cells], self.checkpoints)
 
 
 def to_run(selected: list[Cell], every: list[Cell]) -> ToRun:
@@ -114,7 +126,11 @@ def to_run(selected: list[Cell], every: list[Cell]) -> ToRun:
     estimates = estimates_of(every)
     left = [cell for cell in selected if not cell.done and cell.failure is None]
     to_train = {path: phase for cell in left for phase, path in cell.missing_checkpoints().items()}  # each file once
-    estimated = [(cell, estimates.cell(cell.config, cell.changes, cell.trained_fraction())) for cell in left]
+    kept = {cell.directory: read_parked(cell.directory) for cell in left}
+    estimated = [
+        CellLeft(cell, estimates.cell(cell.config, cell.changes, cell.trained_fraction(kept[cell.directory])), kept[cell.directory])
+        for cell in left
+    ]
     return ToRun(estimated, [estimates.checkpoints.get(phase) for phase in to_train.values()])
 
 
@@ -125,13 +141,12 @@ def _print_cells(selected: list[Cell], every: list[Cell]) -> None:
     stopped midway, the training states it resumes from (`tkdlib.parking.read_parked`). Then a line
     on how long the cells to run and the shared checkpoints they train first should take."""
     left = to_run(selected, every)
-    estimated = {cell.directory: found for cell, found in left.cells}
+    estimated = {item.cell.directory: item for item in left.cells}
     for cell in selected:
-        if cell.directory in estimated:
-            found = estimated[cell.directory]
-            status, note = "todo", "" if found is None else f"  ({found.note()})"
-            if kept := read_parked(cell.directory):
-                note += f"  resumes: {kept.describe()}"
+        if (item := estimated.get(cell.directory)) is not None:
+            status, note = "todo", "" if item.estimate is None else f"  ({item.estimate.note()})"
+            if item.kept:
+                note += f"  resumes: {item.kept.describe()}"
         elif (record := load_record(cell.directory)) is not None:
             status, note = "done", f"  ({duration(own_seconds(record))})"
         else:
@@ -330,15 +345,13 @@ def run_batch(
         if notebooks:
             parameters = notebook_parameters(profile, cell, root, data_root)
             failures += _attempt(cell.label(), cell.directory, execute, "experiment.ipynb", cell.directory / "experiment.ipynb", parameters)
-        elif park_at_end:
+        else:
             try:
-                with stop_at(deadline - time.monotonic()):
+                with stop_at(deadline - time.monotonic()) if park_at_end else contextlib.nullcontext():
                     failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root, False, profile.runtime())
             except DeadlineReached:
                 not_run.append(_parked_line(cell))
                 deadline = time.monotonic()  # the hours are over: no other cell starts
-        else:
-            failures += _attempt(cell.label(), cell.directory, run, cell.config, root, data_root, False, profile.runtime())
     summary = {"profile": profile.reference, "out_dir": _shown(root)}
     for name in profile.pages if notebooks else ():
         output = book_dir / profile.name / f"{name}.ipynb"

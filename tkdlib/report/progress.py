@@ -32,7 +32,7 @@ def remaining_runs(left: ToRun) -> pd.DataFrame:
             "variant": variant_name(cell.changes), "estimated minutes": math.nan if found is None else round(found.left / 60),
             "estimated from": _basis(found),
         }
-        for cell, found in left.cells
+        for cell, found in ((item.cell, item.estimate) for item in left.cells)
     ]
     return pd.DataFrame(rows, columns=["run", "method", "sparsity", "seed", "variant", "estimated minutes", "estimated from"])
 
