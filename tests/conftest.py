@@ -34,6 +34,41 @@ class TinyNet(nn.Module):
         return self.fc(out.mean(dim=(2, 3)))
 
 
+class Killed(Exception):
+    """Stands for the process dying during or after an epoch."""
+
+
+@dataclass
+class EpochCalls:
+    """Counts the calls of `tkdlib.train.train_epoch` (one per epoch trained, in any phase) since
+    the last `restart`, and makes call number `dies_at` raise `error` instead of training."""
+
+    count: int = 0
+    dies_at: int | None = None
+    error: type[BaseException] = Killed
+
+    def restart(self, dies_at: int | None = None, error: type[BaseException] = Killed) -> None:
+        """Count from zero again; call number `dies_at` (None: none) raises `error`."""
+        self.count, self.dies_at, self.error = 0, dies_at, error
+
+
+@pytest.fixture
+def train_epochs(monkeypatch: pytest.MonkeyPatch) -> EpochCalls:
+    """`tkdlib.train.train_epoch` counted (`EpochCalls`), for tests that stop a run midway."""
+    from tkdlib import train
+
+    real_epoch, calls = train.train_epoch, EpochCalls()
+
+    def counted(*args, **kwargs):
+        calls.count += 1
+        if calls.count == calls.dies_at:
+            raise calls.error
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", counted)
+    return calls
+
+
 @pytest.fixture
 def tiny_net() -> TinyNet:
     torch.manual_seed(0)

@@ -9,39 +9,25 @@ import time
 from pathlib import Path
 
 import pytest
-from tkdlib import train
 from tkdlib.__main__ import main
 from tkdlib.checkpoints import CheckpointHashError, digest_path
 from tkdlib.experiment import Config, run, run_dir
 from tkdlib.parking import PARKED_NAME, PARTIAL_DIR, DeadlineReached, park, read_parked, stop_at, unpark
 from tkdlib.train import FINISHED_STEPS, EpochState, fit
 
-from conftest import TINY_PROFILE, TINY_RUN
-from test_resume import SCHEDULE, Killed, fresh_net, kill_after, loader
+from conftest import TINY_PROFILE, TINY_RUN, EpochCalls, Killed
+from test_resume import SCHEDULE, fresh_net, kill_after, loader
 
 IMP = Config(**{**TINY_RUN, "train_subset": 192, "method": "imp", "prune_rounds": 2, "retrain_epochs": 2})
 UNCOMMITTED = shutil.ignore_patterns(PARTIAL_DIR, "*.partial.pt", "pruned-*.pt", "mask.pt", "model.pt")  # as .gitignore
 
 
-def killed_run(config: Config, out_dir: Path, monkeypatch: pytest.MonkeyPatch, dies_at: int) -> None:
-    """Run `config` until the `dies_at`-th call of `train_epoch` dies (teacher and dense student are calls 1 and 2)."""
-    real_epoch, calls = train.train_epoch, []
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == dies_at:
-            raise Killed
-        return real_epoch(*args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train, "train_epoch", counted)
-        with pytest.raises(Killed):
-            run(config, out_dir)
-
-
-def test_a_parked_run_resumes_in_a_fresh_checkout_to_the_uninterrupted_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_parked_run_resumes_in_a_fresh_checkout_to_the_uninterrupted_record(tmp_path: Path, train_epochs: EpochCalls):
     reference = run(IMP, tmp_path / "reference")
-    killed_run(IMP, tmp_path / "killed", monkeypatch, dies_at=6)  # round 2's second epoch: round 1 finished, round 2 at epoch 1
+    train_epochs.restart(dies_at=6)  # round 2's second epoch: round 1 finished, round 2 at epoch 1
+    with pytest.raises(Killed):
+        run(IMP, tmp_path / "killed")
+    train_epochs.restart()
     parked = park(run_dir(IMP, tmp_path / "killed"))
     assert parked.describe() == "retrain1 done (2 epochs), retrain2 at epoch 1"
     assert FINISHED_STEPS in parked["retrain1"] and "optimizer" not in parked["retrain1"], "a finished phase is parked whole"
@@ -63,7 +49,7 @@ def test_a_parked_run_resumes_in_a_fresh_checkout_to_the_uninterrupted_record(tm
     assert not (directory / PARTIAL_DIR).exists()
 
 
-def test_a_damaged_parked_file_stops_the_run_before_any_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_damaged_parked_file_stops_the_run_before_any_training(tmp_path: Path):
     state = tmp_path / PARTIAL_DIR / "retrain1.pt"
     with pytest.raises(Killed):
         fit(fresh_net(), loader(), SCHEDULE, epoch_state=EpochState(state), on_epoch_end=kill_after(2))
@@ -133,7 +119,7 @@ def test_stop_at_interrupts_the_block_when_the_time_is_over_and_only_then():
 
 
 def test_a_batch_parks_the_cell_running_when_its_hours_are_over_and_a_fresh_checkout_finishes_it(
-    tiny_batch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_batch, tmp_path: Path, train_epochs: EpochCalls, capsys: pytest.CaptureFixture[str]
 ):
     from tkdlib.batch import cells
     from tkdlib.profile import load_profile
@@ -145,17 +131,9 @@ def test_a_batch_parks_the_cell_running_when_its_hours_are_over_and_a_fresh_chec
                        '[[grid]]\nmethod = ["magnitude"]\nsparsity = [0.8]\nseed = [1]\n')
     snip = next(cell for cell in cells(load_profile(profile), out_dir) if cell.config.method == "snip")
     common = ["batch", "--profile", str(profile), "--out-dir", str(out_dir), "--no-notebooks", "--hours", "1", "--park"]
-    real_epoch, calls = train.train_epoch, []
-
-    def hours_over_in_second_epoch(*args, **kwargs):  # stands for the timer of `stop_at` going off
-        calls.append(1)
-        if len(calls) == 2:
-            raise DeadlineReached
-        return real_epoch(*args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train, "train_epoch", hours_over_in_second_epoch)
-        assert main(common) == 0
+    train_epochs.restart(dies_at=2, error=DeadlineReached)  # stands for the timer of `stop_at` going off in the second epoch
+    assert main(common) == 0
+    train_epochs.restart()
     out = capsys.readouterr().out
     assert f"NOT RUN {snip.label()}: stopped when the hours were over and parked: retrain1 at epoch 1" in out
     assert "magnitude s=0.8 seed=1: not started: the hours are over" in out

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from tkdlib import train
 from tkdlib.compute import ComputeMeter
 from tkdlib.data import ImageArrays
 from tkdlib.loaders import TensorLoader
@@ -17,14 +16,10 @@ from tkdlib.experiment import Config, run, run_dir
 from tkdlib.parking import PARTIAL_DIR
 from tkdlib.train import EpochState, Schedule, fit
 
-from conftest import TINY_RUN, TinyNet
+from conftest import TINY_RUN, EpochCalls, Killed, TinyNet
 
 EPOCHS = 3
 SCHEDULE = Schedule(EPOCHS, lr=0.1)
-
-
-class Killed(Exception):
-    """Stands for the process dying after an epoch."""
 
 
 def loader() -> TensorLoader:
@@ -122,32 +117,21 @@ RESUMED_RUNS = {
 
 
 @pytest.mark.parametrize("name", sorted(RESUMED_RUNS))
-def test_a_run_killed_midway_resumes_to_the_uninterrupted_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
+def test_a_run_killed_midway_resumes_to_the_uninterrupted_record(tmp_path: Path, train_epochs: EpochCalls, name: str):
     changes, dies_at = RESUMED_RUNS[name]
     config = Config(**{**TINY_RUN, "train_subset": 192, **changes})
-    real_epoch, calls = train.train_epoch, []
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == dies_at and kill:
-            raise Killed
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_epoch", counted)
-    kill = False
     reference = run(config, tmp_path / "reference")
-    epochs_in_all = len(calls)
+    epochs_in_all = train_epochs.count
 
-    out_dir, kill = tmp_path / "killed", True
-    calls.clear()
+    out_dir = tmp_path / "killed"
+    train_epochs.restart(dies_at)
     with pytest.raises(Killed):
         run(config, out_dir)
     assert any((run_dir(config, out_dir) / PARTIAL_DIR).glob("*.pt")), "the killed run kept no epoch state"
 
-    kill = False
-    calls.clear()
+    train_epochs.restart()
     resumed = run(config, out_dir)
-    assert len(calls) == epochs_in_all - (dies_at - 1), "the resumed run trained epochs it had finished"
+    assert train_epochs.count == epochs_in_all - (dies_at - 1), "the resumed run trained epochs it had finished"
     assert not (run_dir(config, out_dir) / PARTIAL_DIR).exists()
     assert resumed["accuracy"] == reference["accuracy"] and resumed["sparsity"] == reference["sparsity"]
     assert resumed["seconds"]["resumed"] and not reference["seconds"]["resumed"]
