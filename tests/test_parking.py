@@ -92,7 +92,7 @@ def test_park_command_packs_each_stopped_cell_and_the_dry_run_shows_what_it_resu
     assert main(["park", "--profile", str(profile_file), "--out-dir", str(out_dir)]) == 0
     assert "no unfinished cell of tiny has training states to park" in capsys.readouterr().out
 
-    imp_cell = cells(load_profile(profile_file), out_dir, "imp")[0]
+    imp_cell = cells(load_profile(profile_file), out_dir, ["imp"])[0]
     with pytest.raises(Killed):
         fit(fresh_net(), loader(), SCHEDULE, epoch_state=EpochState(imp_cell.directory / PARTIAL_DIR / "retrain1.pt"), on_epoch_end=kill_after(2))
     assert main(["park", "--profile", str(profile_file), "--out-dir", str(out_dir)]) == 0

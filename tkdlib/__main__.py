@@ -133,7 +133,7 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_profile_arguments(park, data_root=False)
-    park.add_argument("--only", default=None, help="park only cells whose label contains this glob")
+    park.add_argument("--only", action="append", default=[], metavar="GLOB", help="park only cells whose label contains this glob (repeatable)")
 
 
 def _add_profile_arguments(parser: argparse.ArgumentParser, data_root: bool = True) -> None:
@@ -195,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     profile, runtime = loaded
     out_dir = args.out_dir or profile.out_dir
-    selected = cells(profile, out_dir, args.only)
+    selected = cells(profile, out_dir, [args.only] if args.only else [])
     if len(selected) != 1:
         shown = "".join(f"\n  {cell.label()}" for cell in selected[:20])
         print(f"error: --only {args.only!r} selects {len(selected)} cells of {profile.name}; it must select exactly one{shown}", file=sys.stderr)
@@ -296,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_prune_commands(commands)
     batch = commands.add_parser("batch", help="run a profile's grid with papermill, then its results notebook")
     _add_profile_arguments(batch)
-    batch.add_argument("--only", default=None, help="run only cells whose label contains this glob")
+    batch.add_argument(
+        "--only", action="append", default=[], metavar="GLOB",
+        help="run only cells whose label contains this glob; repeat it to run the cells any of the globs selects",
+    )
     batch.add_argument(
         "--shard",
         type=_shard_argument,

@@ -18,7 +18,7 @@ import fnmatch
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,11 +85,14 @@ class Cell:
         return f"{c.dataset} {c.arch} {c.method} s={c.sparsity} seed={c.seed}{extra}"
 
 
-def cells(profile: Profile, out_dir: str | Path | None = None, only: str | None = None) -> list[Cell]:
-    """The profile's cells, optionally filtered by a glob `only` on their label."""
+def cells(profile: Profile, out_dir: str | Path | None = None, only: Sequence[str] = ()) -> list[Cell]:
+    """The profile's cells in the grid's order; with globs `only`, those whose label contains a
+    match of any of them (``["magnitude s=0.9", "snip"]``: magnitude at 90 % and every SNIP cell)."""
+    if isinstance(only, str):
+        raise TypeError(f"only is a list of globs: give [{only!r}], not {only!r}")
     root = Path(out_dir or profile.out_dir)
     found = [Cell(config, run_dir(config, root), profile.changes(config)) for config in profile.configs()]
-    return [cell for cell in found if only is None or fnmatch.fnmatch(cell.label(), f"*{only}*")]
+    return [cell for cell in found if not only or any(fnmatch.fnmatch(cell.label(), f"*{glob}*") for glob in only)]
 
 
 def estimates_of(every: list[Cell]) -> Estimates:
@@ -278,7 +281,7 @@ def run_batch(
     profile_name: str | Path,
     out_dir: str | Path | None = None,
     data_root: str | None = None,
-    only: str | None = None,
+    only: Sequence[str] = (),
     dry_run: bool = False,
     book_dir: Path = GENERATED,
     shard_of: tuple[int, int] | None = None,
@@ -291,7 +294,8 @@ def run_batch(
 ) -> int:
     """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
 
-    `shard_of` ``(I, N)`` keeps shard I of N of the cells selected by `only` (see `shard`); the
+    `shard_of` ``(I, N)`` keeps shard I of N of the cells selected by the globs `only` (see `cells`
+    and `shard`); the
     summary notebooks then read every finished record under the out_dir, whichever shard wrote it.
     With `notebooks` false the cells are run directly with `tkdlib.experiment.run`, without
     papermill, executed notebooks or summary notebooks (the same records). With `examples`, the
@@ -319,9 +323,9 @@ def run_batch(
     root = Path(out_dir or profile.out_dir).resolve()
     every = cells(profile, root)
     todo = cells(profile, root, only)
-    if only is not None and not todo:
+    if only and not todo:
         raise ValueError(
-            f"--only {only!r} selects no cell of {profile.name}: "
+            f"--only {' --only '.join(map(repr, only))} selects no cell of {profile.name}: "
             f"list the cell labels with python -m tkdlib batch --profile {profile.reference} --dry-run"
         )
     if shard_of is not None:
