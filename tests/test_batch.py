@@ -121,6 +121,8 @@ def test_repeated_only_selects_the_cells_any_glob_selects_in_the_grids_order(tmp
     common = ["batch", "--profile", str(profile), "--out-dir", str(tmp_path / "runs"), "--dry-run"]
     assert main(common + ["--only", "s=0.5", "--only", "s=0.[12]"]) == 0
     assert [line.split()[-2] for line in capsys.readouterr().out.splitlines()[:-1]] == ["s=0.1", "s=0.2", "s=0.5"]
+    with pytest.raises(TypeError, match=r"give \['s=0.5'\]"):  # a string is no list of globs: each letter would be one
+        cells(load_profile(profile), tmp_path, "s=0.5")
 
 
 def test_only_that_selects_no_cell_is_an_error_before_any_work(tmp_path, capsys):

@@ -295,8 +295,8 @@ def run_batch(
     """Run every missing cell of a profile, then the summary notebooks; returns the number of failures.
 
     `shard_of` ``(I, N)`` keeps shard I of N of the cells selected by the globs `only` (see `cells`
-    and `shard`); the
-    summary notebooks then read every finished record under the out_dir, whichever shard wrote it.
+    and `shard`); the summary notebooks then read every finished record under the out_dir,
+    whichever shard wrote it.
     With `notebooks` false the cells are run directly with `tkdlib.experiment.run`, without
     papermill, executed notebooks or summary notebooks (the same records). With `examples`, the
     example notebooks (`EXAMPLE_NOTEBOOKS`) are also executed into `book_dir`, once. With
