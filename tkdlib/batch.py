@@ -129,11 +129,10 @@ def to_run(selected: list[Cell], every: list[Cell]) -> ToRun:
     estimates = estimates_of(every)
     left = [cell for cell in selected if not cell.done and cell.failure is None]
     to_train = {path: phase for cell in left for phase, path in cell.missing_checkpoints().items()}  # each file once
-    kept = {cell.directory: read_parked(cell.directory) for cell in left}
-    estimated = [
-        CellLeft(cell, estimates.cell(cell.config, cell.changes, cell.trained_fraction(kept[cell.directory])), kept[cell.directory])
-        for cell in left
-    ]
+    estimated = []
+    for cell in left:
+        kept = read_parked(cell.directory)
+        estimated.append(CellLeft(cell, estimates.cell(cell.config, cell.changes, cell.trained_fraction(kept)), kept))
     return ToRun(estimated, [estimates.checkpoints.get(phase) for phase in to_train.values()])
 
 

@@ -28,11 +28,12 @@ def remaining_runs(left: ToRun) -> pd.DataFrame:
     runs, and how)."""
     rows = [
         {
-            "run": cell.directory.name, "method": label(cell.config.method), "sparsity": cell.config.sparsity, "seed": cell.config.seed,
-            "variant": variant_name(cell.changes), "estimated minutes": math.nan if found is None else round(found.left / 60),
-            "estimated from": _basis(found),
+            "run": item.cell.directory.name, "method": label(item.cell.config.method), "sparsity": item.cell.config.sparsity,
+            "seed": item.cell.config.seed, "variant": variant_name(item.cell.changes),
+            "estimated minutes": math.nan if item.estimate is None else round(item.estimate.left / 60),
+            "estimated from": _basis(item.estimate),
         }
-        for cell, found in ((item.cell, item.estimate) for item in left.cells)
+        for item in left.cells
     ]
     return pd.DataFrame(rows, columns=["run", "method", "sparsity", "seed", "variant", "estimated minutes", "estimated from"])
 
