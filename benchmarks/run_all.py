@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "sparse_checkpoint": [],
     "bf16_step": [],
     "compile_step": ["--repeats", "4"],
+    "teacher_forward": ["--repeats", "4"],
 }
 
 
