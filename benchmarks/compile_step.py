@@ -25,7 +25,6 @@ compiling worth its start-up within a 20-epoch retraining).
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -33,25 +32,15 @@ from collections.abc import Callable
 import torch
 
 from tkdlib.losses import DistillationLoss
-from tkdlib.masks import HeldMask, global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.runtime import Runtime
-from tkdlib.scoring import magnitude
-from tkdlib.throughput import add_step_timing_arguments, alternate_timings, random_batch, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, masked_student, random_batch, train_step, use_threads
 from tkdlib.train import Distill, cross_entropy
 
 GOAL = 1.2  # read by run_all.py: the figure on the last line should be at least this
 HIGHER_IS_BETTER = True
 DISTILLATION = "distillation step (eager ResNet-56 teacher)"
 STEPS_PER_EPOCH = 390  # CIFAR-10's 50,000 training images in batches of 128
-
-
-def _student(seed_model: torch.nn.Module, sparsity: float) -> tuple[torch.nn.Module, torch.optim.Optimizer, HeldMask]:
-    """A copy of `seed_model` with its optimizer and a held magnitude mask of `sparsity`."""
-    model = copy.deepcopy(seed_model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    held = HeldMask(model, global_mask(magnitude(prunable_parameters(model)), sparsity), optimizer)
-    return model, optimizer, held
 
 
 def compile_speedups(batch_size: int, sparsity: float, steps: int, repeats: int) -> float:
@@ -63,8 +52,8 @@ def compile_speedups(batch_size: int, sparsity: float, steps: int, repeats: int)
     seed_model = build_model("resnet20", 10).to(memory_format=torch.channels_last).train()
     teacher = build_model("resnet56", 10).to(memory_format=torch.channels_last).eval()
     distill = Distill(teacher, DistillationLoss(alpha=0.9, temperature=4.0, gamma=0.8))
-    eager, eager_optimizer, eager_mask = _student(seed_model, sparsity)
-    compiled, compiled_optimizer, compiled_mask = _student(seed_model, sparsity)
+    eager, eager_optimizer, eager_mask = masked_student(seed_model, sparsity)
+    compiled, compiled_optimizer, compiled_mask = masked_student(seed_model, sparsity)
     trainer = compiled_runtime.trainer(compiled)
     x, y = random_batch(batch_size, 32, 10)
 

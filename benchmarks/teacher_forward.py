@@ -9,7 +9,7 @@ teacher is frozen and in eval mode, so each batch norm is an affine map that can
 the convolution before it (``torch.fx.experimental.optimization.fuse``), and its forward can run
 under ``torch.inference_mode`` instead of ``torch.no_grad``. Does that pay?
 
-Three steps of a ResNet-20 student (channels_last, SGD with Nesterov momentum, a `sparsity`
+Four steps of a ResNet-20 student (channels_last, SGD with Nesterov momentum, a `sparsity`
 magnitude mask held by `tkdlib.masks.HeldMask`) on one synthetic batch, at the precision
 ``precision="auto"`` picks, timed alternately `repeats` times `steps` steps each:
 
@@ -22,8 +22,8 @@ magnitude mask held by `tkdlib.masks.HeldMask`) on one synthetic batch, at the p
 Printed: images per second of each, the teacher's share of the eager distillation step, the
 largest difference between the folded and the eager teacher's logits on the batch, relative to
 the largest logit (folding changes rounding, not the function), and on the last line the better
-of the two median paired speed-ups of the distillation step (goal ≥ 1.1: below that, a change of the code in the middle of a grid is not
-worth its seconds).
+of the two median paired speed-ups of the distillation step (goal ≥ 1.1: below that, a change of
+the code in the middle of a grid is not worth its seconds).
 """
 
 from __future__ import annotations
@@ -38,11 +38,9 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from tkdlib.losses import DistillationLoss
-from tkdlib.masks import HeldMask, global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.runtime import Runtime
-from tkdlib.scoring import magnitude
-from tkdlib.throughput import add_step_timing_arguments, alternate_timings, random_batch, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, masked_student, random_batch, train_step, use_threads
 from tkdlib.train import Distill, cross_entropy
 
 GOAL = 1.1  # read by run_all.py: the figure on the last line should be at least this
@@ -77,9 +75,7 @@ def folding_speedup(batch_size: int, sparsity: float, steps: int, repeats: int) 
     the distillation step and its logits' largest difference; return the better speed-up."""
     runtime = Runtime("cpu", "auto").resolved()
     torch.manual_seed(0)
-    student = build_model("resnet20", 10).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    held = HeldMask(student, global_mask(magnitude(prunable_parameters(student)), sparsity), optimizer)
+    student, optimizer, held = masked_student(build_model("resnet20", 10).to(memory_format=torch.channels_last).train(), sparsity)
     teacher = build_model("resnet56", 10).to(memory_format=torch.channels_last)
     _give_batch_norms_statistics(teacher)
     loss = DistillationLoss(alpha=0.9, temperature=4.0, gamma=0.8)

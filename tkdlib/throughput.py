@@ -9,6 +9,7 @@ time, so each is the best of `repeats` measurements.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping
@@ -20,8 +21,10 @@ from torch import nn
 
 from tkdlib.data import DatasetSpec, ImageArrays
 from tkdlib.loaders import TensorLoader, torchvision_loader
+from tkdlib.masks import HeldMask, global_mask, prunable_parameters
 from tkdlib.models import build_model
 from tkdlib.runtime import CPU, Runtime
+from tkdlib.scoring import magnitude
 from tkdlib.train import Objective, cross_entropy
 
 
@@ -133,6 +136,16 @@ def random_batch(
     class indices (batch_size,): synthetic data, good for timing only."""
     x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=torch.channels_last)
     return x, torch.randint(0, num_classes, (batch_size,), device=device)
+
+
+def masked_student(seed_model: nn.Module, sparsity: float) -> tuple[nn.Module, torch.optim.Optimizer, HeldMask]:
+    """A copy of `seed_model` with the optimizer `tkdlib.train.fit` uses (SGD with Nesterov
+    momentum) and a magnitude mask removing `sparsity` of its prunable weights, held by a
+    `HeldMask` (call its ``remove`` when done): the student of the step-timing benchmarks."""
+    model = copy.deepcopy(seed_model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    held = HeldMask(model, global_mask(magnitude(prunable_parameters(model)), sparsity), optimizer)
+    return model, optimizer, held
 
 
 def train_step(
