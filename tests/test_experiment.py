@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tkdlib.io import sha256_of
 from tkdlib.models import build_model
 from tkdlib.masks import Mask
 from tkdlib.sparse_checkpoint import load_sparse, load_sparse_mask
-from tkdlib.experiment import Config, run
+from tkdlib.experiment import Config, _code_commit, run
 from tkdlib.profile import available_profiles, load_profile
 
 from conftest import TINY_RUN
@@ -325,3 +326,28 @@ def test_more_scoring_batches_than_an_epoch_has_fail_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="score_batches=5, but an epoch of 256 training images at batch size 64 has 4 full batches"):
         run(config, tmp_path)
     assert not any(tmp_path.rglob("*.pt")), "nothing was trained"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_code_commit_names_the_last_commit_that_changed_the_code_not_a_later_records_only_commit(tmp_path: Path):
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+    def commit_everything(message: str) -> str:
+        git("add", "-A")
+        git("commit", "-q", "-m", message)
+        return git("rev-parse", "HEAD")
+
+    code, runs, empty = tmp_path / "tkdlib", tmp_path / "runs", tmp_path / "empty"
+    for folder in (code, runs, empty):
+        folder.mkdir()
+    git("init", "-q")
+    (code / "module.py").write_text("x = 1\n")
+    code_commit = commit_everything("code")
+    (runs / "record.json").write_text("{}\n")
+    assert commit_everything("a record") != code_commit
+    assert _code_commit(code) == code_commit
+    (code / "module.py").write_text("x = 2\n")
+    assert _code_commit(code) == code_commit + "-dirty"
+    assert _code_commit(empty) is None  # inside the checkout, but nothing there is tracked

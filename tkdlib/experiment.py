@@ -95,13 +95,17 @@ def finished_records(out_dir: Path) -> list[dict[str, Any]]:
     return [record for record in records if record is not None]
 
 
-def _code_commit() -> str | None:
-    """The git commit of the checkout running this code (suffixed ``-dirty`` with local changes), if any."""
-    folder = Path(__file__).resolve().parent
+def _code_commit(folder: Path = Path(__file__).resolve().parent) -> str | None:
+    """The last git commit that changed the code in `folder` (this library; suffixed ``-dirty`` with
+    uncommitted changes there), or None outside a git checkout. Not HEAD: a batch's records are
+    committed while it runs, and those commits leave the code as it was, so every cell of one batch
+    names the same commit."""
     try:
-        commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(folder), "log", "-1", "--format=%H", "--", "."], capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
+        return None
+    if not commit:  # a folder git does not track
         return None
     return commit + ("-dirty" if dirty.strip() else "")
 
