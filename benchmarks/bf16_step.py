@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 
 import torch
 
 from tkdlib.models import build_model
 from tkdlib.runtime import CPU, Runtime, native_cpu_bf16
-from tkdlib.throughput import add_step_timing_arguments, alternate_timings, random_batch, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, median_paired_speedup, random_batch, timing_optimizer, train_step, use_threads
 
 GOAL = 1.4  # read by run_all.py: the figure on the last line should be at least this
 HIGHER_IS_BETTER = True
@@ -36,10 +35,7 @@ def bf16_speedup(arch: str, batch_size: int, steps: int, repeats: int) -> tuple[
     torch.manual_seed(0)
     fp32_model = build_model(arch, 10).to(memory_format=torch.channels_last).train()
     bf16_model = copy.deepcopy(fp32_model)
-    optimizers = {
-        name: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
-        for name, model in (("fp32", fp32_model), ("bf16", bf16_model))
-    }
+    optimizers = {"fp32": timing_optimizer(fp32_model), "bf16": timing_optimizer(bf16_model)}
     x, y = random_batch(batch_size, 32, 10)
     seconds = alternate_timings(
         {
@@ -49,7 +45,7 @@ def bf16_speedup(arch: str, batch_size: int, steps: int, repeats: int) -> tuple[
         calls=steps,
         repeats=repeats,
     )
-    ratio = statistics.median(fp32 / bf16 for fp32, bf16 in zip(seconds["fp32"], seconds["bf16"]))
+    ratio = median_paired_speedup(seconds["fp32"], seconds["bf16"])
     return batch_size / min(seconds["fp32"]), batch_size / min(seconds["bf16"]), ratio
 
 

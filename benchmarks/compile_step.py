@@ -34,7 +34,7 @@ import torch
 from tkdlib.losses import DistillationLoss
 from tkdlib.models import build_model
 from tkdlib.runtime import Runtime
-from tkdlib.throughput import add_step_timing_arguments, alternate_timings, masked_student, random_batch, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, masked_student, median_paired_speedup, random_batch, train_step, use_threads
 from tkdlib.train import Distill, cross_entropy
 
 GOAL = 1.2  # read by run_all.py: the figure on the last line should be at least this
@@ -74,7 +74,7 @@ def compile_speedups(batch_size: int, sparsity: float, steps: int, repeats: int)
     speedups = {}
     for kind in objectives:
         eager_seconds, compiled_seconds = seconds[f"{kind} / eager"], seconds[f"{kind} / compiled"]
-        speedups[kind] = statistics.median(e / c for e, c in zip(eager_seconds, compiled_seconds))
+        speedups[kind] = median_paired_speedup(eager_seconds, compiled_seconds)
         saved = statistics.median(eager_seconds) - statistics.median(compiled_seconds)
         payback = f"pays back the compile time after {compile_seconds / saved:,.0f} steps ({compile_seconds / saved / STEPS_PER_EPOCH:.1f} epochs)" if saved > 0 else "never pays back the compile time"
         print(

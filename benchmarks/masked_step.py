@@ -22,15 +22,12 @@ and `run_all.py` uses it with 40 repeats.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 
 import torch
 
-from tkdlib.masks import HeldMask, global_mask, prunable_parameters
 from tkdlib.models import build_model
-from tkdlib.scoring import magnitude
-from tkdlib.throughput import add_step_timing_arguments, alternate_timings, random_batch, time_alternately, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, masked_student, random_batch, time_alternately, timing_optimizer, train_step, use_threads
 
 GOAL = 1.02  # read by run_all.py: the figure on the last line should be at most this
 
@@ -40,14 +37,10 @@ def masked_over_dense(device: str, batch_size: int, sparsity: float, steps: int,
     of ResNet-20 on `device`."""
     torch.manual_seed(0)
     dense = build_model("resnet20", 10).to(device=device, memory_format=torch.channels_last).train()
-    masked = copy.deepcopy(dense)
-    mask = global_mask(magnitude(prunable_parameters(masked)), sparsity)
+    masked, masked_optimizer, held = masked_student(dense, sparsity)
+    optimizers = {"dense": timing_optimizer(dense), "masked": masked_optimizer}
     x, y = random_batch(batch_size, 32, 10, device)
-    optimizers = {
-        name: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
-        for name, model in (("dense", dense), ("masked", masked))
-    }
-    with HeldMask(masked, mask, optimizers["masked"]) as held:
+    with held:
         seconds = alternate_timings(
             {
                 "dense": lambda: train_step(dense, optimizers["dense"], x, y),

@@ -40,7 +40,7 @@ from torch.fx.experimental.optimization import fuse
 from tkdlib.losses import DistillationLoss
 from tkdlib.models import build_model
 from tkdlib.runtime import Runtime
-from tkdlib.throughput import add_step_timing_arguments, alternate_timings, masked_student, random_batch, train_step, use_threads
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, masked_student, median_paired_speedup, random_batch, train_step, use_threads
 from tkdlib.train import Distill, cross_entropy
 
 GOAL = 1.1  # read by run_all.py: the figure on the last line should be at least this
@@ -102,8 +102,7 @@ def folding_speedup(batch_size: int, sparsity: float, steps: int, repeats: int) 
     print(f"the eager teacher's share of the distillation step: {(distill - ce) / distill:.0%}", flush=True)
     speedups = []
     for kind, other in (("folded", folded), ("folded and compiled", compiled)):
-        pairs = zip(seconds["distillation, eager teacher"], seconds[f"distillation, {kind} teacher"])
-        speedups.append(statistics.median(e / o for e, o in pairs))
+        speedups.append(median_paired_speedup(seconds["distillation, eager teacher"], seconds[f"distillation, {kind} teacher"]))
         difference = relative_logit_difference(eager, other, x, runtime)
         print(f"{kind} teacher: median paired speed-up {speedups[-1]:.2f}×, largest logit difference from the eager teacher {difference:.2%} of its largest logit", flush=True)
     return max(speedups)

@@ -12,7 +12,7 @@ import pytest
 
 from tkdlib import report
 from tkdlib.runtime import CPU
-from tkdlib.throughput import add_step_timing_arguments, alternate_timings, reference_rate, time_alternately
+from tkdlib.throughput import add_step_timing_arguments, alternate_timings, median_paired_speedup, reference_rate, time_alternately
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import run_all  # noqa: E402
@@ -32,6 +32,13 @@ def test_alternate_timings_give_one_paired_value_per_repeat():
     assert [len(values) for values in timings.values()] == [4, 4]
     assert all(value >= 0 for values in timings.values() for value in values)
     assert min(timings["b"]) > min(timings["a"])
+
+
+def test_the_paired_speedup_is_the_median_of_the_per_repeat_ratios():
+    # ratios 2, 4 and 1: their median, not the ratio of the medians (3 / 1)
+    assert median_paired_speedup([2.0, 4.0, 3.0], [1.0, 1.0, 3.0]) == 2.0
+    with pytest.raises(ValueError):
+        median_paired_speedup([2.0, 4.0], [1.0])
 
 
 def test_the_figure_is_the_number_after_the_last_colon():

@@ -12,7 +12,8 @@ import argparse
 import copy
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -138,14 +139,27 @@ def random_batch(
     return x, torch.randint(0, num_classes, (batch_size,), device=device)
 
 
+def timing_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of the step-timing benchmarks: SGD with Nesterov momentum and weight decay, as
+    `tkdlib.train.fit` uses (the learning rate does not change a step's time)."""
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
+
+
 def masked_student(seed_model: nn.Module, sparsity: float) -> tuple[nn.Module, torch.optim.Optimizer, HeldMask]:
-    """A copy of `seed_model` with the optimizer `tkdlib.train.fit` uses (SGD with Nesterov
-    momentum) and a magnitude mask removing `sparsity` of its prunable weights, held by a
-    `HeldMask` (call its ``remove`` when done): the student of the step-timing benchmarks."""
+    """A copy of `seed_model` with its `timing_optimizer` and a magnitude mask removing `sparsity`
+    of its prunable weights, held by a `HeldMask` (call its ``remove`` when done, or use it as a
+    context manager): the student of the step-timing benchmarks."""
     model = copy.deepcopy(seed_model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    optimizer = timing_optimizer(model)
     held = HeldMask(model, global_mask(magnitude(prunable_parameters(model)), sparsity), optimizer)
     return model, optimizer, held
+
+
+def median_paired_speedup(baseline_seconds: Sequence[float], candidate_seconds: Sequence[float]) -> float:
+    """The median over the pairs of `alternate_timings` values of two tasks (the i-th of each,
+    measured next to each other) of baseline seconds / candidate seconds: above 1 where the
+    candidate is faster. Pairing cancels the machine's drift between repeats."""
+    return statistics.median(b / c for b, c in zip(baseline_seconds, candidate_seconds, strict=True))
 
 
 def train_step(
