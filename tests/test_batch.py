@@ -125,6 +125,31 @@ def test_repeated_only_selects_the_cells_any_glob_selects_in_the_grids_order(tmp
         cells(load_profile(profile), tmp_path, "s=0.5")
 
 
+NESTED_LABELS = """
+[config]
+dataset = "cifar10-sample"
+method = "magnitude"
+sparsity = 0.5
+[[grid]]
+seed = [0]
+[[grid]]
+seed = [0]
+layer_floor = [0.01]
+"""
+
+
+def test_a_run_hash_selects_the_one_cell_whose_label_is_part_of_anothers(tmp_path):
+    """The plain cell's label is part of its floored twin's, so only its run hash picks it alone;
+    a glob of hex letters that is part of a hash but no label selects nothing."""
+    profile = tmp_path / "nested.toml"
+    profile.write_text(NESTED_LABELS)
+    plain, floored = cells(load_profile(profile), tmp_path)
+    assert floored.label() == f"{plain.label()} layer_floor=0.01"
+    assert cells(load_profile(profile), tmp_path, [plain.label()]) == [plain, floored]
+    assert cells(load_profile(profile), tmp_path, [plain.directory.name]) == [plain]
+    assert cells(load_profile(profile), tmp_path, [plain.directory.name[:6]]) == []
+
+
 def test_only_that_selects_no_cell_is_an_error_before_any_work(tmp_path, capsys):
     profile = tmp_path / "five.toml"
     profile.write_text(FIVE_CELLS)

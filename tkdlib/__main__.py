@@ -45,8 +45,8 @@ examples:
   python -m tkdlib run --profile cpu --only "teacher_guided s=0.95 seed=1" --device cuda
   torchrun --standalone --nproc_per_node 4 -m tkdlib run --profile cpu --only "teacher_guided s=0.95 seed=1"
 
---only is a glob on the cell labels that `python -m tkdlib batch --profile P --dry-run` lists; it
-must select exactly one cell. Under torchrun (WORLD_SIZE > 1) every process joins the process
+--only is a glob on the cell labels that `python -m tkdlib batch --profile P --dry-run` lists, or
+the run hash it lists beside one; it must select exactly one cell. Under torchrun (WORLD_SIZE > 1) every process joins the process
 group (nccl on CUDA, gloo on the CPU), each trains on its slice of every batch with
 DistributedDataParallel (SyncBatchNorm on CUDA), and rank 0 writes the record.
 """
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_profile_arguments(batch)
     batch.add_argument(
         "--only", action="append", default=[], metavar="GLOB",
-        help="run only cells whose label contains this glob; repeat it to run the cells any of the globs selects",
+        help="run only cells whose label contains this glob, or the cell of this run hash; repeat it to run the cells any of the globs selects",
     )
     batch.add_argument(
         "--shard",

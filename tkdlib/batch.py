@@ -84,15 +84,21 @@ class Cell:
         extra = "".join(f" {name}={value}" for name, value in self.changes.items())
         return f"{c.dataset} {c.arch} {c.method} s={c.sparsity} seed={c.seed}{extra}"
 
+    def selected_by(self, glob: str) -> bool:
+        """Whether `glob` matches part of this cell's label or is its run hash (the run folder's
+        name, as --dry-run lists it: how to pick one cell whose label is part of another's)."""
+        return glob == self.directory.name or fnmatch.fnmatch(self.label(), f"*{glob}*")
+
 
 def cells(profile: Profile, out_dir: str | Path | None = None, only: Sequence[str] = ()) -> list[Cell]:
-    """The profile's cells in the grid's order; with globs `only`, those whose label contains a
-    match of any of them (``["magnitude s=0.9", "snip"]``: magnitude at 90 % and every SNIP cell)."""
+    """The profile's cells in the grid's order; with globs `only`, those any of them selects
+    (`Cell.selected_by`: ``["magnitude s=0.9", "snip", "ed67978eacce"]``: magnitude at 90 %, every
+    SNIP cell and the cell run in folder ed67978eacce)."""
     if isinstance(only, str):
         raise TypeError(f"only is a list of globs: give [{only!r}], not {only!r}")
     root = Path(out_dir or profile.out_dir)
     found = [Cell(config, run_dir(config, root), profile.changes(config)) for config in profile.configs()]
-    return [cell for cell in found if not only or any(fnmatch.fnmatch(cell.label(), f"*{glob}*") for glob in only)]
+    return [cell for cell in found if not only or any(cell.selected_by(glob) for glob in only)]
 
 
 def estimates_of(every: list[Cell]) -> Estimates:
