@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tkdlib import shared_networks
-from tkdlib.checkpoints import CheckpointHashError, checkpoint_path, digest_path
+from tkdlib.checkpoints import CheckpointHashError, checkpoint_path, digest_path, sparse_model_of
 from tkdlib.config import METHODS, PRUNED_FIELDS
 from tkdlib.scoring import EXTENSIONS
-from tkdlib.io import sha256_of
+from tkdlib.io import load_torch, sha256_of
 from tkdlib.models import build_model
 from tkdlib.masks import Mask
 from tkdlib.sparse_checkpoint import load_sparse, load_sparse_mask
@@ -108,7 +108,8 @@ def test_record_names_the_sha256_of_every_checkpoint_it_used_and_made(finished):
         (path,) = checkpoints.glob(pattern)
         assert digests[phase] == sha256_of(path) == digest_path(path).read_text().strip()
     retrained = out_dir / record["checkpoints"]["retrained"]
-    assert digests["retrained"] == sha256_of(retrained)
+    assert retrained == sparse_model_of(out_dir, config.key()) and retrained.name == f"{config.key()}.pt.gz"
+    assert digests["retrained"] == sha256_of(retrained) and retrained.read_bytes()[:2] == b"\x1f\x8b"  # gzip-compressed
     # The README's two lines load the pruned student of any record.
     model = build_model(config.arch, 10)
     model.load_state_dict(load_sparse(retrained))
@@ -171,7 +172,7 @@ def test_bf16_storage_halves_the_checkpoints_and_every_run_uses_the_stored_weigh
     first = run(config, tmp_path)
     teacher = torch.load(checkpoint_path(tmp_path / "checkpoints", config, "teacher"), weights_only=True)["state_dict"]
     assert {tensor.dtype for tensor in teacher.values() if tensor.is_floating_point()} == {torch.bfloat16}
-    retrained = torch.load(tmp_path / first["checkpoints"]["retrained"], weights_only=True)["packed"]["values"]
+    retrained = load_torch(tmp_path / first["checkpoints"]["retrained"])["packed"]["values"]
     assert set(retrained) == {"bfloat16"}
     # The run that trained the teacher and the dense student used them rounded, as a later run loads them.
     later = run(Config(**{**TINY, "storage_precision": "bf16", "method": "magnitude", "retrain_epochs": 0}), tmp_path)

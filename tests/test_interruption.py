@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tkdlib.checkpoints import sparse_model_of
 from tkdlib.experiment import load_record
 from tkdlib.sparse_checkpoint import load_sparse
 
@@ -134,5 +135,5 @@ def test_a_kill_in_the_middle_of_a_multi_epoch_phase_resumes_bit_for_bit(tmp_pat
     for pattern in ("checkpoints/teacher-????????????.pt", "checkpoints/student-????????????.pt"):
         (expected,), (resumed,) = reference_dir.glob(pattern), out_dir.glob(pattern)
         assert all(torch.equal(value, _weights(resumed)[key]) for key, value in _weights(expected).items()), pattern
-    expected, resumed = load_sparse(reference_dir / "checkpoints/sparse" / f"{run}.pt"), load_sparse(out_dir / "checkpoints/sparse" / f"{run}.pt")
+    expected, resumed = load_sparse(sparse_model_of(reference_dir, run)), load_sparse(sparse_model_of(out_dir, run))
     assert expected.keys() == resumed.keys() and all(torch.equal(expected[key], resumed[key]) for key in expected)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
 
@@ -65,6 +66,27 @@ def test_real_pruned_resnet20_loads_back_identical_and_small(tmp_path: Path):
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(fresh.eval()(x), model.eval()(x), rtol=0, atol=1e-5)
     assert (tmp_path / "sparse.pt").stat().st_size < 0.15 * (tmp_path / "dense.pt").stat().st_size
+
+
+def test_a_gz_name_writes_a_smaller_gzip_file_that_loads_to_the_same_tensors(tmp_path: Path):
+    torch.manual_seed(0)
+    model = build_model("resnet20", 10)
+    mask = global_mask(magnitude(prunable_parameters(model)), 0.95)
+    mask.apply(model)
+    save_sparse(model, mask, tmp_path / "sparse.pt")
+    save_sparse(model, mask, tmp_path / "sparse.pt.gz")
+    assert gzip.decompress((tmp_path / "sparse.pt.gz").read_bytes()) == (tmp_path / "sparse.pt").read_bytes()
+    assert (tmp_path / "sparse.pt.gz").stat().st_size < 0.8 * (tmp_path / "sparse.pt").stat().st_size
+    plain, compressed = load_sparse(tmp_path / "sparse.pt"), load_sparse(tmp_path / "sparse.pt.gz")
+    assert list(plain) == list(compressed) and all(torch.equal(_bits(plain[name]), _bits(compressed[name])) for name in plain)
+    assert all(torch.equal(keep, mask[name]) for name, keep in load_sparse_mask(tmp_path / "sparse.pt.gz").items())
+    raw = (tmp_path / "sparse.pt.gz").read_bytes()
+    (tmp_path / "truncated.pt.gz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated.pt.gz is not a readable sparse checkpoint"):
+        load_sparse(tmp_path / "truncated.pt.gz")
+    (tmp_path / "garbled.pt.gz").write_bytes(raw[:20] + bytes(len(raw) - 20))
+    with pytest.raises(ValueError, match="garbled.pt.gz is not a readable sparse checkpoint"):
+        load_sparse(tmp_path / "garbled.pt.gz")
 
 
 def test_a_mask_not_applied_is_refused_before_writing(tmp_path: Path):

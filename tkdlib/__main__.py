@@ -134,6 +134,14 @@ def _add_prune_commands(commands: argparse._SubParsersAction) -> None:
     )
     _add_profile_arguments(park, data_root=False)
     park.add_argument("--only", action="append", default=[], metavar="GLOB", help="park only cells whose label contains this glob (repeatable)")
+    compress = commands.add_parser(
+        "compress",
+        help="gzip the uncompressed sparse students that earlier versions wrote, and point their records at the new files",
+        description="Convert every checkpoints/sparse/<config hash>.pt that a finished record of the profile names into "
+        "<config hash>.pt.gz, as runs now write them (tkdlib.compress_sparse): checked against the record's sha256 first; "
+        "the record's checkpoints entry then names the new file. Commit the new files, the records and the removals.",
+    )
+    _add_profile_arguments(compress, data_root=False)
 
 
 def _add_profile_arguments(parser: argparse.ArgumentParser, data_root: bool = True) -> None:
@@ -271,6 +279,24 @@ def _park(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress(args: argparse.Namespace) -> int:
+    """Convert a profile's uncompressed sparse students; print each with its sizes and the total."""
+    from tkdlib.compress_sparse import compress_sparse_models
+
+    try:
+        profile = load_profile(args.profile)
+        converted = compress_sparse_models(args.out_dir or profile.out_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for done in converted:
+        print(f"{done.path}  {done.bytes_before:,} → {done.bytes_after:,} bytes")
+    before, after = sum(done.bytes_before for done in converted), sum(done.bytes_after for done in converted)
+    print(f"{len(converted)} sparse students of {profile.name} compressed: {before:,} → {after:,} bytes" if converted
+          else f"every sparse student of {profile.name} is compressed already")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     """Print a saved mask's densities (exit 2 with a one-line error if it cannot be read)."""
     try:
@@ -342,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         return _checkpoints(args)
     if args.command == "park":
         return _park(args)
+    if args.command == "compress":
+        return _compress(args)
     try:
         failures = run_batch(
             args.profile, args.out_dir, args.data_root, args.only, args.dry_run, shard_of=args.shard,

@@ -3,8 +3,10 @@
 A profile's out_dir keeps its shared checkpoints in ``<out_dir>/checkpoints/``: the teacher and
 the dense student of each seed (``teacher-<key>.pt``, ``student-<key>.pt``, keyed by the config
 fields they depend on) and the dense student's early-epoch snapshots that IMP and COLT rewind to;
-and, in ``checkpoints/sparse/<config hash>.pt``, every run's retrained pruned student saved sparse
-(`tkdlib.sparse_checkpoint`). Each file has a sidecar ``<file>.sha256`` holding its hex digest.
+and, in ``checkpoints/sparse/<config hash>.pt.gz``, every run's retrained pruned student saved
+sparse and gzip-compressed (`tkdlib.sparse_checkpoint`; runs of earlier versions wrote
+``<config hash>.pt``, uncompressed: `tkdlib.compress_sparse` converts those). Each file has a
+sidecar ``<file>.sha256`` holding its hex digest.
 They are committed with the records, so a fresh checkout uses the very weights the records were
 made with instead of training them again, and every record names the digests it used.
 
@@ -34,7 +36,7 @@ from tkdlib.io import atomic_write, sha256_of
 
 __all__ = [
     "CHECKPOINTS", "CheckpointHashError", "checkpoint_path", "digest_path", "record_sha256",
-    "round_to_storage", "sparse_model_path", "stored_state", "verified_sha256",
+    "round_to_storage", "sparse_model_of", "sparse_model_path", "stored_state", "verified_sha256",
 ]
 
 CHECKPOINTS = "checkpoints"  # the folder of an out_dir that holds its checkpoints
@@ -56,9 +58,20 @@ def checkpoint_path(folder: Path, config: Config, phase: str) -> Path:
     return folder / f"{FILE_PREFIX[phase]}-{keyed.key(PHASES[phase])}.pt"
 
 
+SPARSE_SUFFIXES = (".pt.gz", ".pt")  # a sparse student's file: as written now, as written before it was compressed
+
+
 def sparse_model_path(out_dir: str | Path, config: Config) -> Path:
-    """Where the retrained pruned student of `config`'s run under `out_dir` is kept, sparse."""
-    return Path(out_dir) / CHECKPOINTS / SPARSE / f"{config.key()}.pt"
+    """Where the retrained pruned student of `config`'s run under `out_dir` is written, sparse and
+    gzip-compressed."""
+    return Path(out_dir) / CHECKPOINTS / SPARSE / f"{config.key()}{SPARSE_SUFFIXES[0]}"
+
+
+def sparse_model_of(out_dir: str | Path, run: str) -> Path | None:
+    """The sparse student that the run of config hash `run` under `out_dir` left: its compressed
+    file, else an uncompressed one of an earlier version; None when there is neither."""
+    folder = Path(out_dir) / CHECKPOINTS / SPARSE
+    return next((path for suffix in SPARSE_SUFFIXES if (path := folder / f"{run}{suffix}").is_file()), None)
 
 
 def digest_path(path: Path) -> Path:

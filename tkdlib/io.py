@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes and checksums.
+"""Small file helpers: atomic writes, gzip-compressed torch files and checksums.
 
 Every record, checkpoint and cache file of the project is written through
 `atomic_write`, so an interrupted process leaves either the old file or the
@@ -8,7 +8,9 @@ new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -46,10 +48,35 @@ def write_json(path: str | Path, obj: Any) -> None:
         handle.write("\n")
 
 
+GZIP_SUFFIX = ".gz"  # a torch file whose name ends so is gzip-compressed (`save_torch`)
+GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip stream
+
+
+@contextlib.contextmanager
+def atomic_gzip_write(path: str | Path) -> Iterator[IO[bytes]]:
+    """`atomic_write` through gzip (level 9, no timestamp: the same bytes give the same file)."""
+    with atomic_write(path, "wb") as handle, gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as packed:
+        yield packed
+
+
 def save_torch(path: str | Path, obj: Any) -> None:
-    """`torch.save` `obj` to `path`, atomically."""
-    with atomic_write(path, "wb") as handle:
+    """`torch.save` `obj` to `path`, atomically; gzip-compressed (`atomic_gzip_write`) when the
+    name ends in `GZIP_SUFFIX`."""
+    compressed = Path(path).name.endswith(GZIP_SUFFIX)
+    with atomic_gzip_write(path) if compressed else atomic_write(path, "wb") as handle:
         torch.save(obj, handle)
+
+
+def load_torch(path: str | Path) -> Any:
+    """`torch.load` (CPU, ``weights_only``) the file at `path`, gzip-compressed or not (told by
+    its first bytes, whatever its name). Raises what `torch.load`, `gzip` and `zlib` raise for a
+    corrupt or truncated file."""
+    with open(path, "rb") as handle:
+        compressed = handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+    if not compressed:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    with gzip.open(path, "rb") as packed:
+        return torch.load(io.BytesIO(packed.read()), map_location="cpu", weights_only=True)
 
 
 def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

@@ -22,18 +22,14 @@ batch can park it (``batch --hours H --park``).
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import torch
-
 from tkdlib.checkpoints import digest_path, record_sha256, verified_sha256
-from tkdlib.io import atomic_write, load_checkpoint, save_torch
+from tkdlib.io import load_checkpoint, load_torch, save_torch
 from tkdlib.train import FINISHED_STEPS
 
 __all__ = [
@@ -76,8 +72,7 @@ def park(run_directory: Path) -> Parked:
     parked = Parked({name: _reduced(state) for name, state in _partial_states(run_directory).items()})
     if parked:
         target = run_directory / PARKED_NAME
-        with atomic_write(target) as handle, gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as packed:
-            torch.save(dict(parked), packed)
+        save_torch(target, dict(parked))
         record_sha256(target)
     return parked
 
@@ -86,8 +81,7 @@ def _read(source: Path) -> Parked:
     """The states of a parked file (empty where there is none)."""
     if not source.is_file():
         return Parked()
-    with gzip.open(source, "rb") as packed:
-        return Parked(torch.load(io.BytesIO(packed.read()), map_location="cpu", weights_only=True))
+    return Parked(load_torch(source))
 
 
 def unpark(run_directory: Path) -> Parked:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tkdlib.checkpoints import sparse_model_of
 from tkdlib.overlap import jaccard
 from tkdlib.report.records import OURS, mask_only, read_record, retrained
 from tkdlib.report.style import and_list, label, mean_spread, method_order, percent, seed_cell
@@ -42,11 +43,10 @@ def mask_accuracy_table(records: pd.DataFrame) -> pd.DataFrame:
 
 def masks_by_method(out_dir: str | Path, runs: pd.DataFrame) -> dict[tuple[str, int], dict]:
     """(method, seed) → the mask of that run, read from its committed sparse checkpoint
-    (``<out_dir>/checkpoints/sparse/<run>.pt``); runs whose checkpoint is absent are left out."""
+    (`tkdlib.checkpoints.sparse_model_of`); runs whose checkpoint is absent are left out."""
     masks = {}
     for method, seed, run in zip(runs["method"], runs["seed"], runs["run"]):
-        path = Path(out_dir) / "checkpoints" / "sparse" / f"{run}.pt"
-        if path.is_file():
+        if (path := sparse_model_of(out_dir, run)) is not None:
             masks[(method, seed)] = load_sparse_mask(path)
     return masks
 
