@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from tkdlib.config import STUDENT_FIELDS, TEACHER_FIELDS, Config
-from tkdlib.io import atomic_write, sha256_of
+from tkdlib.io import GZIP_SUFFIX, atomic_write, sha256_of
 
 __all__ = [
     "CHECKPOINTS", "CheckpointHashError", "checkpoint_path", "digest_path", "record_sha256",
@@ -58,7 +58,7 @@ def checkpoint_path(folder: Path, config: Config, phase: str) -> Path:
     return folder / f"{FILE_PREFIX[phase]}-{keyed.key(PHASES[phase])}.pt"
 
 
-SPARSE_SUFFIXES = (".pt.gz", ".pt")  # a sparse student's file: as written now, as written before it was compressed
+SPARSE_SUFFIXES = (".pt" + GZIP_SUFFIX, ".pt")  # a sparse student's file: as written now, as written before it was compressed
 
 
 def sparse_model_path(out_dir: str | Path, config: Config) -> Path:

@@ -24,6 +24,7 @@ from tkdlib.checkpoints import digest_path, record_sha256
 from tkdlib.experiment import RECORD_NAME
 from tkdlib.io import GZIP_SUFFIX, atomic_gzip_write, sha256_of, write_json
 
+
 @dataclass(frozen=True)
 class Compressed:
     """One sparse student converted: its new file and both sizes in bytes."""

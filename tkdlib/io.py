@@ -105,7 +105,7 @@ def load_checkpoint(path: str | Path) -> Any | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_torch(path)
     except Exception as error:  # torch raises several types for a truncated or corrupt file
         warnings.warn(f"checkpoint {path} is unreadable ({type(error).__name__}); it will be recomputed", stacklevel=2)
         path.unlink()
